@@ -1,0 +1,292 @@
+"""The recipe: one YAML file, validated in full before anything runs.
+
+Every option is documented where it is defined. Unknown keys are errors (with a
+did-you-mean), each error names the recipe file and line. Paths inside a recipe are
+relative to the recipe file. Command-line overrides are dotted ``key=value`` pairs
+(``train.epochs=2``, ``stages.0.train.max_steps=5``); ``profile=NAME`` applies the
+recipe's own ``profiles: {NAME: {dotted.key: value}}`` first.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agentmill.errors import AgentmillError
+
+FORMATS = ("text", "instruction", "classification", "chat")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSpec(_Strict):
+    path: Path = Field(description="Data file, relative to the recipe file.")
+    format: Literal["text", "instruction", "classification", "chat"] = Field(
+        description="text (.txt or JSONL {text}), instruction, classification ({text,label}) or chat (OpenAI or ShareGPT).")
+
+
+class LoraSpec(_Strict):
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: float = Field(32, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input.")
+    targets: Union[Literal["all-linear"], list[str]] = Field(
+        "all-linear", description="Modules to adapt: 'all-linear' or a list of module names.")
+
+
+class TrainSpec(_Strict):
+    max_length: int = Field(1024, ge=16, description="Longest example in tokens; also the packing budget.")
+    lr: float = Field(2e-4, gt=0, description="Peak learning rate (cosine schedule after warm-up).")
+    epochs: float = Field(1, gt=0, description="Passes over the stage's data.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
+    grad_accum: int = Field(4, ge=1, description="Packed rows per optimizer step (per process).")
+    micro_batch_tokens: int | None = Field(
+        None, ge=16, description="Token budget of one packed row; default max_length.")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Fraction of steps with linear warm-up.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    precision: Literal["bf16", "fp32", "auto"] = Field(
+        "auto", description="bf16 autocast (fast on CPUs with AMX and on GPUs), fp32, or auto (bf16 where supported).")
+    packing: bool = Field(True, description="Pack examples into rows of micro_batch_tokens without pad tokens.")
+    mask: Literal["assistant", "all", "last_turn"] = Field(
+        "assistant", description="Which tokens of a conversation carry a loss.")
+    eval_every: int = Field(100, ge=1, description="Evaluate held-out loss every N optimizer steps.")
+    checkpoint_every: int = Field(200, ge=1, description="Write a resumable checkpoint every N optimizer steps.")
+    eval_max_records: int = Field(200, ge=1, description="Cap on held-out records scored per task (generation is slow).")
+    eval_fraction: float = Field(
+        0.1, ge=0, lt=1, description="Held-out fraction taken from the training data when no eval_data is given.")
+    report_to: Literal["tensorboard", "wandb", "none"] = Field("tensorboard", description="Metrics tracker.")
+
+
+class TaskSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$", description="Task name (adapter name, `model` in the API).")
+    data: DataSpec
+    eval_data: DataSpec | None = Field(None, description="Held-out data; default: eval_fraction of `data`.")
+    weight: float = Field(1.0, gt=0, description="Mixing weight in crosstask.")
+
+
+class _StageBase(_Strict):
+    train: dict[str, Any] = Field(default_factory=dict, description="Overrides of the global `train` for this stage.")
+
+
+class PretrainStage(_StageBase):
+    stage: Literal["pretrain"]
+    data: list[DataSpec] = Field(min_length=1)
+    eval_data: list[DataSpec] = Field(default_factory=list)
+
+
+class FinetuneStage(_StageBase):
+    stage: Literal["finetune"]
+    tasks: list[TaskSpec] = Field(min_length=1)
+
+
+class DialogueStage(_StageBase):
+    stage: Literal["dialogue"]
+    data: list[DataSpec] = Field(min_length=1)
+    eval_data: list[DataSpec] = Field(default_factory=list)
+
+
+class CrosstaskStage(_StageBase):
+    stage: Literal["crosstask"]
+    mode: Literal["shared", "per_task"] = Field(
+        "shared", description="shared: one adapter for all tasks; per_task: then one adapter per task on top.")
+    temperature: float = Field(1.0, gt=0, description="Mixing temperature: p(task) ~ weight * n_task ** (1/T).")
+    tasks: list[TaskSpec] = Field(min_length=1)
+
+
+Stage = Annotated[Union[PretrainStage, FinetuneStage, DialogueStage, CrosstaskStage], Field(discriminator="stage")]
+
+
+class Recipe(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$", description="Run name.")
+    base_model: str = Field("smollm2-135m-instruct", description="Alias, Hugging Face hub id, or local HF folder.")
+    seed: int = 42
+    method: Literal["lora", "full"] = "lora"
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    stages: list[Stage] = Field(min_length=1)
+    profiles: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Named sets of dotted overrides, chosen with profile=NAME.")
+    profile: str | None = Field(None, description="The profile applied (set by the profile=NAME override).")
+
+    @field_validator("stages")
+    @classmethod
+    def _unique_tasks(cls, stages):
+        seen: set[str] = set()
+        for stage in stages:
+            for task in getattr(stage, "tasks", []):
+                if task.name in seen:
+                    raise ValueError(f"task name '{task.name}' is used twice")
+                seen.add(task.name)
+        return stages
+
+    def stage_train(self, stage) -> TrainSpec:
+        """The global train options with the stage's overrides applied."""
+        merged = {**self.train.model_dump(), **stage.train}
+        try:
+            return TrainSpec(**merged)
+        except ValidationError as err:
+            raise AgentmillError(f"stage '{stage.stage}' train overrides: {err.errors()[0]['msg']}") from None
+
+    def tasks(self) -> list[TaskSpec]:
+        return [t for s in self.stages for t in getattr(s, "tasks", [])]
+
+
+# ---------------------------------------------------------------- loading
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any, origin: str) -> None:
+    parts = dotted.split(".")
+    node: Any = tree
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise AgentmillError(f"{origin}: '{dotted}': '{part}' is not an index of a list of {len(node)}")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise AgentmillError(f"{origin}: '{dotted}': '{'.'.join(parts[:i])}' is not a mapping")
+
+
+def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
+    """Line (1-based) of the YAML node at a pydantic error location, best effort."""
+    node, line = root, None
+    for key in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            found = None
+            for k, v in node.value:
+                if k.value == key:
+                    found = v
+                    line = k.start_mark.line + 1
+            node = found
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            node = None
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+def _known_fields(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names allowed at the parent of `loc` (for did-you-mean)."""
+    current: Any = model
+    for key in loc[:-1]:
+        if isinstance(key, int) or current is None:
+            continue
+        if key in ("pretrain", "finetune", "dialogue", "crosstask"):  # discriminated-union tag
+            current = {"pretrain": PretrainStage, "finetune": FinetuneStage,
+                       "dialogue": DialogueStage, "crosstask": CrosstaskStage}[key]
+        elif isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(key)
+            current = _model_in(field.annotation) if field else None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _explain(err: ValidationError, path: Path, root: yaml.Node | None) -> AgentmillError:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        shown = ".".join(str(p) for p in loc if p not in ("pretrain", "finetune", "dialogue", "crosstask"))
+        yaml_loc = tuple(p for p in loc if p not in ("pretrain", "finetune", "dialogue", "crosstask"))
+        line = _line_of(root, yaml_loc)
+        where = f"{path}:{line}" if line else str(path)
+        if e["type"] == "extra_forbidden":
+            known = _known_fields(Recipe, loc)
+            guess = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            hint = f"; did you mean '{guess[0]}'?" if guess else (f"; known keys: {', '.join(known)}" if known else "")
+            lines.append(f"{where}: unknown key '{shown}'{hint}")
+        else:
+            lines.append(f"{where}: {shown}: {e['msg']}")
+    return AgentmillError("invalid recipe:\n" + "\n".join(lines))
+
+
+def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
+    """Read, override, validate and resolve a recipe. Data paths become absolute."""
+    path = Path(path)
+    if not path.is_file():
+        raise AgentmillError(f"recipe {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise AgentmillError(f"{where}: not valid YAML: {getattr(err, 'problem', err)}") from None
+    if not isinstance(raw, dict):
+        raise AgentmillError(f"{path}: a recipe is a YAML mapping (name, base_model, stages, ...)")
+    raw = copy.deepcopy(raw)
+    pairs = []
+    for item in overrides:
+        if "=" not in item:
+            raise AgentmillError(f"override '{item}' is not key=value")
+        key, value = item.split("=", 1)
+        pairs.append((key.strip(), _parse_value(value)))
+    for key, value in pairs:
+        if key == "profile":
+            profiles = raw.get("profiles") or {}
+            if value not in profiles:
+                raise AgentmillError(f"{path}: no profile '{value}'; profiles: {', '.join(profiles) or 'none'}")
+            for k, v in profiles[value].items():
+                _set_dotted(raw, k, copy.deepcopy(v), f"{path}: profiles.{value}")
+            raw["profile"] = value
+    for key, value in pairs:
+        if key != "profile":
+            _set_dotted(raw, key, value, "command line")
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as err:
+        raise _explain(err, path, root) from None
+    base = path.parent.resolve()
+    for stage in recipe.stages:
+        specs = list(getattr(stage, "data", [])) + list(getattr(stage, "eval_data", []))
+        for task in getattr(stage, "tasks", []):
+            specs += [task.data] + ([task.eval_data] if task.eval_data else [])
+        for spec in specs:
+            spec.path = (base / spec.path).resolve()
+        recipe.stage_train(stage)  # validates stage overrides early
+    mb = Path(recipe.base_model).expanduser()
+    if recipe.base_model.startswith((".", "/", "~")) and not mb.is_absolute():
+        recipe.base_model = str((base / mb).resolve())
+    return recipe
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The resolved recipe as YAML (written into the run directory)."""
+    return yaml.safe_dump(recipe.model_dump(mode="json", exclude={"profiles"}), sort_keys=False)
