@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agentmill.errors import AgentmillError
 
@@ -125,6 +125,12 @@ class Recipe(_Strict):
                     raise ValueError(f"task name '{task.name}' is used twice")
                 seen.add(task.name)
         return stages
+
+    @model_validator(mode="after")
+    def _per_task_needs_lora(self):
+        if self.method == "full" and any(getattr(s, "mode", None) == "per_task" for s in self.stages):
+            raise ValueError("crosstask mode: per_task trains one LoRA adapter per task and needs method: lora")
+        return self
 
     def stage_train(self, stage) -> TrainSpec:
         """The global train options with the stage's overrides applied."""

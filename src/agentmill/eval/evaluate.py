@@ -1,0 +1,75 @@
+"""Per-task evaluation on held-out records, shared by training (before/after) and `agentmill eval`.
+
+- text: held-out loss and perplexity.
+- classification: each label scored as a continuation (label text + end-of-turn token, exactly
+  what training labels); the best-scoring label is the prediction → accuracy, macro-F1.
+- instruction: greedy generation → exact match and token F1; plus held-out loss.
+- chat: held-out loss on the trained (assistant) tokens.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from agentmill.config import TrainSpec
+from agentmill.data.formats import Record, classification_messages
+from agentmill.data.render import Example, encode_chat, encode_text
+from agentmill.eval.metrics import accuracy, exact_match, macro_f1, mean, token_f1
+from agentmill.model.generate import generate_batch, score_continuations
+from agentmill.train.loop import evaluate_loss
+
+
+def encode_records(tokenizer, records: list[Record], fmt: str, spec: TrainSpec,
+                   labels: list[str] | None = None) -> list[Example]:
+    """Records → training examples (the same encoding for training and held-out loss)."""
+    if fmt == "text":
+        texts = [r.text for r in records]
+        return encode_text(tokenizer, texts, block_size=spec.max_length, source=records[0].source.rsplit(":", 1)[0])
+    examples = []
+    for r in records:
+        messages = classification_messages(r.text, labels, r.label) if fmt == "classification" else r.messages
+        examples.append(encode_chat(tokenizer, messages, mask=spec.mask, max_length=spec.max_length,
+                                    source=r.source))
+    return examples
+
+
+def _loss_metrics(model, examples, spec, accelerator=None) -> dict[str, float]:
+    loss, _ = evaluate_loss(model, examples, spec, accelerator)
+    return {"eval_loss": loss}
+
+
+@torch.no_grad()
+def evaluate_task(model, tokenizer, fmt: str, records: list[Record], spec: TrainSpec,
+                  labels: list[str] | None = None, accelerator=None, generate: bool = True) -> dict[str, float]:
+    """Metrics of one task on held-out `records` (capped at spec.eval_max_records)."""
+    records = records[: spec.eval_max_records] if fmt != "text" else records
+    was_training = model.training
+    model.eval()
+    try:
+        if fmt == "text":
+            loss = _loss_metrics(model, encode_records(tokenizer, records, fmt, spec), spec, accelerator)["eval_loss"]
+            return {"eval_loss": loss, "perplexity": math.exp(loss) if loss < 50 else float("inf")}
+        if fmt == "classification":
+            preds = []
+            for r in records:
+                scores = score_continuations(model, tokenizer, classification_messages(r.text, labels), labels)
+                preds.append(labels[max(range(len(labels)), key=scores.__getitem__)])
+            golds = [r.label for r in records]
+            return {"accuracy": accuracy(preds, golds), "macro_f1": macro_f1(preds, golds, labels)}
+        metrics = _loss_metrics(model, encode_records(tokenizer, records, fmt, spec), spec, accelerator)
+        if fmt == "instruction" and generate:
+            prompts = [[m for m in r.messages if m["role"] != "assistant"] for r in records]
+            golds = [next(m["content"] for m in r.messages if m["role"] == "assistant") for r in records]
+            preds = generate_batch(model, tokenizer, prompts, max_new_tokens=_answer_budget(tokenizer, golds))
+            metrics["exact_match"] = mean([exact_match(p, g) for p, g in zip(preds, golds)])
+            metrics["token_f1"] = mean([token_f1(p, g) for p, g in zip(preds, golds)])
+        return metrics
+    finally:
+        model.train(was_training)
+
+
+def _answer_budget(tokenizer, golds: list[str]) -> int:
+    longest = max(len(tokenizer(g, add_special_tokens=False)["input_ids"]) for g in golds)
+    return min(256, longest + 16)

@@ -1,0 +1,90 @@
+"""`agentmill eval RUN_DIR`: evaluate every task of a run (or one file) and write eval.json."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+import torch
+import yaml
+
+from agentmill.config import TrainSpec
+from agentmill.data.formats import read_records
+from agentmill.errors import AgentmillError
+from agentmill.eval.evaluate import evaluate_task
+
+
+def _heldout_records(info: dict, spec: TrainSpec, seed: int):
+    from agentmill.train.common import split_heldout
+
+    data = info["eval_data"]
+    records = read_records(data["path"], data["format"])
+    if data.get("split") == "heldout":
+        records = split_heldout(records, spec.eval_fraction, seed)[1]
+    return records
+
+
+def _autocast(precision: str):
+    if precision == "bf16":
+        return torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str | None = None,
+                 task: str | None = None, allow_partial: bool = False) -> dict:
+    """Evaluate and write RUN_DIR/eval.json; returns its content."""
+    from agentmill.model.run import RunModel
+
+    run_dir = Path(run_dir)
+    manifest_path = run_dir / "manifest.json"
+    if not manifest_path.exists():
+        raise AgentmillError(f"{run_dir} is not a finished run directory (no manifest.json)")
+    manifest = json.loads(manifest_path.read_text())
+    recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+    spec = TrainSpec(**recipe["train"])
+    seed = recipe.get("seed", 42)
+    run = RunModel.load(run_dir, allow_partial=allow_partial)
+    tasks = manifest["tasks"]
+
+    if data is not None:
+        if fmt is None:
+            raise AgentmillError("--data needs --format (text, instruction, classification or chat)")
+        if task is not None and task not in tasks:
+            raise AgentmillError(f"unknown task '{task}'; tasks: {', '.join(tasks)}")
+        records = read_records(data, fmt)
+        labels = None
+        if fmt == "classification":
+            labels = (tasks.get(task) or {}).get("labels") or sorted({r.label for r in records})
+            unseen = sorted({r.label for r in records} - set(labels))
+            if unseen:
+                raise AgentmillError(f"{data}: labels never seen in training: {', '.join(unseen)}")
+        jobs = [(f"{task or 'base'}:{Path(data).name}", task, fmt, records, labels)]
+    else:
+        jobs = []
+        for name, info in tasks.items():
+            if task is not None and name != task:
+                continue
+            jobs.append((name, name if info.get("adapter") else None, info["format"],
+                         _heldout_records(info, spec, seed), info.get("labels")))
+        if task is not None and not jobs:
+            raise AgentmillError(f"unknown task '{task}'; tasks: {', '.join(tasks)}")
+
+    results = {}
+    with _autocast(manifest.get("precision", "no")):
+        for name, adapter_task, task_fmt, records, labels in jobs:
+            if console is not None:
+                console.print(f"evaluating [bold]{name}[/] ({len(records)} records)")
+            run.use_task(adapter_task)
+            results[name] = evaluate_task(run.model, run.tokenizer, task_fmt, records, spec, labels=labels)
+
+    out_path = run_dir / "eval.json"
+    previous = json.loads(out_path.read_text()) if out_path.exists() else {}
+    merged = {"tasks": {**previous.get("tasks", {}), **results},
+              "stages": {s["stage"]: {"before": s.get("before", {}), "after": s.get("after", {})}
+                         for s in manifest.get("stages", [])}}
+    tmp = out_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(merged, indent=2))
+    os.replace(tmp, out_path)
+    return merged

@@ -1,0 +1,155 @@
+"""What every stage shares: the run context, data loading, and training one adapter."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agentmill.config import DataSpec, Recipe, TrainSpec
+from agentmill.data.formats import Record, read_records
+from agentmill.data.render import Example
+from agentmill.eval.evaluate import encode_records, evaluate_task
+from agentmill.train.loop import LoopResult, train_loop
+
+
+@dataclass
+class Dataset:
+    """The validated records of one data spec, split into train and held-out parts."""
+
+    spec: DataSpec
+    train: list[Record]
+    heldout: list[Record]
+    labels: list[str] | None = None  # classification only
+
+
+@dataclass
+class StageContext:
+    recipe: Recipe
+    tokenizer: Any
+    model: Any  # the current backbone (plain HF model, float32)
+    accelerator: Any
+    work_dir: Path
+    logger: Any
+    datasets: dict[str, Dataset]  # key: data spec path
+    resume: bool = False
+    progress: Any = None
+    tasks: dict[str, dict] = field(default_factory=dict)  # manifest "tasks"
+
+    def dataset(self, spec: DataSpec) -> Dataset:
+        return self.datasets[str(spec.path)]
+
+
+def split_heldout(records: list[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
+    """Deterministic held-out split when a task has no eval_data."""
+    if fraction <= 0 or len(records) < 2:
+        return records, []
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    n = max(1, int(len(records) * fraction))
+    held = set(order[:n])
+    return [r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held]
+
+
+def read_all(spec: DataSpec) -> list[Record]:
+    return read_records(spec.path, spec.format)
+
+
+def examples_of(ctx: StageContext, specs: list[DataSpec], spec: TrainSpec, part: str = "train",
+                labels: list[str] | None = None) -> list[Example]:
+    out: list[Example] = []
+    for s in specs:
+        ds = ctx.dataset(s)
+        records = ds.train if part == "train" else ds.heldout
+        if records:
+            out += encode_records(ctx.tokenizer, records, s.format, spec, labels=labels or ds.labels)
+    return out
+
+
+def lora_config(recipe: Recipe):
+    from peft import LoraConfig
+
+    return LoraConfig(r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
+                      target_modules=recipe.lora.targets, task_type="CAUSAL_LM")
+
+
+def train_adapter(ctx: StageContext, stage_dir: Path, train: list[Example], heldout: list[Example],
+                  spec: TrainSpec, stage: str, task: str | None = None):
+    """Train on `train`; returns (model to keep using, LoopResult).
+
+    LoRA: a fresh adapter on the current backbone (a PeftModel is returned, caller merges or
+    unloads it). Full: every backbone parameter is trained in place.
+    """
+    torch.manual_seed(ctx.recipe.seed)
+    if ctx.recipe.method == "lora":
+        from peft import get_peft_model
+
+        model = get_peft_model(ctx.model, lora_config(ctx.recipe))
+    else:
+        model = ctx.model
+        for p in model.parameters():
+            p.requires_grad_(True)
+    result: LoopResult = train_loop(
+        model, train, heldout, spec, accelerator=ctx.accelerator, ckpt_dir=stage_dir / "checkpoints",
+        logger=ctx.logger, stage=stage, task=task, seed=ctx.recipe.seed, resume=ctx.resume, progress=ctx.progress)
+    return model, result
+
+
+def eval_datasets(ctx: StageContext, model, items: list[tuple[str, DataSpec]], spec: TrainSpec,
+                  generate: bool = True) -> dict[str, dict[str, float]]:
+    """Metrics per name over the held-out part of each data spec."""
+    out = {}
+    for name, s in items:
+        ds = ctx.dataset(s)
+        if ds.heldout:
+            out[name] = evaluate_task(model, ctx.tokenizer, s.format, ds.heldout, spec, labels=ds.labels,
+                                      accelerator=ctx.accelerator, generate=generate)
+    return out
+
+
+def summary(result: LoopResult) -> dict:
+    return {"steps": result.steps, "train_tokens": result.tokens, "seen_tokens": result.seen_tokens,
+            "wall_s": round(result.wall_s, 2), "tokens_per_s": round(result.tokens_per_s, 1),
+            "final_train_loss": result.final_loss}
+
+
+def finish_stage(stage_dir: Path, record: dict) -> dict:
+    (stage_dir / "done.json").write_text(json.dumps(record, indent=2))
+    return record
+
+
+def keep_result(ctx: StageContext, model, stage_dir: Path) -> str | None:
+    """Make the trained stage the new backbone; returns the adapter path (relative to the run)."""
+    if ctx.recipe.method == "lora":
+        model.save_pretrained(stage_dir / "adapter")
+        ctx.model = model.merge_and_unload()
+        return str((stage_dir / "adapter").relative_to(ctx.work_dir))
+    ctx.model = model
+    for p in ctx.model.parameters():
+        p.requires_grad_(False)
+    ctx.model.save_pretrained(stage_dir / "model")  # lets --resume replay this stage
+    return None
+
+
+def replay_stage(ctx: StageContext, stage_dir: Path) -> dict:
+    """Rebuild the backbone of a stage that finished before an interruption."""
+    if ctx.recipe.method == "lora":
+        from peft import PeftModel
+
+        ctx.model = PeftModel.from_pretrained(ctx.model, stage_dir / "adapter").merge_and_unload()
+    else:
+        from safetensors.torch import load_file
+
+        state = {}
+        for f in sorted((stage_dir / "model").glob("*.safetensors")):
+            state.update(load_file(str(f)))
+        ctx.model.load_state_dict(state, strict=False)
+    return json.loads((stage_dir / "done.json").read_text())
+
+
+def stage_dir_of(ctx: StageContext, index: int, name: str) -> Path:
+    return ctx.work_dir / "stages" / f"{index:02d}-{name}"

@@ -1,0 +1,243 @@
+"""The one training loop. The only place that steps an optimizer.
+
+Reads top to bottom: pack → plan steps → (resume) → for each step: micro-batches,
+loss normalised by the trained tokens of the whole step, clip, step, log, eval,
+checkpoint. Runs unchanged under ``accelerate launch`` (DDP): every process takes its
+own rows of each step, and the loss is normalised by the step's global token count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from agentmill.config import TrainSpec
+from agentmill.data.pack import collate, pack
+from agentmill.data.render import Example
+from agentmill.errors import AgentmillError
+
+
+@dataclass
+class LoopResult:
+    steps: int
+    tokens: int  # trained (labelled) tokens, all processes
+    seen_tokens: int  # all tokens run through the model, all processes
+    wall_s: float
+    tokens_per_s: float  # seen tokens per second of training
+    final_loss: float
+    eval_loss: float | None
+
+
+def make_rows(examples: list[Example], spec: TrainSpec) -> list[list[int]]:
+    """Group example indices into packed rows (or one example per row without packing)."""
+    budget = spec.micro_batch_tokens or spec.max_length
+    lengths = [len(e.input_ids) for e in examples]
+    if spec.packing:
+        return pack(lengths, max(budget, max(lengths)))
+    return [[i] for i in range(len(examples))]
+
+
+def _epoch_order(n_rows: int, seed: int, epoch: int) -> list[int]:
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n_rows, generator=g).tolist()
+
+
+def rows_of_step(step: int, n_rows: int, per_step: int, seed: int) -> list[int]:
+    """The global rows of optimizer step `step` (0-based); epochs wrap around cyclically."""
+    steps_per_epoch = max(1, math.ceil(n_rows / per_step))
+    epoch, k = divmod(step, steps_per_epoch)
+    order = _epoch_order(n_rows, seed, epoch)
+    return [order[(k * per_step + j) % n_rows] for j in range(per_step)]
+
+
+def total_steps(n_rows: int, per_step: int, spec: TrainSpec) -> int:
+    if spec.max_steps:
+        return spec.max_steps
+    return max(1, math.ceil(spec.epochs * math.ceil(n_rows / per_step)))
+
+
+def row_loss(model, batch: dict) -> tuple[torch.Tensor, int, int]:
+    """Summed next-token loss of one packed row, computing logits only where trained."""
+    targets = batch["targets"][0]
+    keep = (targets != -100).nonzero().squeeze(-1)
+    if keep.numel() == 0:
+        return None, 0, batch["input_ids"].shape[1]
+    out = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False,
+                logits_to_keep=keep)
+    logits = out.logits[0].float()
+    loss = F.cross_entropy(logits, targets[keep], reduction="sum")
+    return loss, keep.numel(), batch["input_ids"].shape[1]
+
+
+@torch.no_grad()
+def evaluate_loss(model, examples: list[Example], spec: TrainSpec, accelerator=None) -> tuple[float, int]:
+    """Mean loss per trained token over `examples` (packed like training). Returns (loss, tokens)."""
+    if not examples:
+        return float("nan"), 0
+    was_training = model.training
+    model.eval()
+    rows = make_rows(examples, spec)
+    rank = accelerator.process_index if accelerator else 0
+    world = accelerator.num_processes if accelerator else 1
+    total, count = 0.0, 0
+    ctx = accelerator.autocast() if accelerator else contextlib.nullcontext()
+    with ctx:
+        for row in rows[rank::world]:
+            loss, n, _ = row_loss(model, collate([examples[i] for i in row]))
+            if n:
+                total += loss.item()
+                count += n
+    if accelerator and world > 1:
+        t = accelerator.reduce(torch.tensor([total, float(count)]), reduction="sum")
+        total, count = t[0].item(), int(t[1].item())
+    model.train(was_training)
+    return (total / count if count else float("nan")), count
+
+
+def accumulate_gradients(model, batches: list[dict], accelerator, params) -> tuple[float, int, int]:
+    """Backward over one optimizer step's micro-batches.
+
+    The loss is normalised by the number of trained tokens of the whole step, across all
+    micro-batches and all processes, so every trained token weighs the same however the
+    tokens fall into rows. Returns (summed loss, trained tokens, seen tokens), all processes.
+    """
+    world = accelerator.num_processes
+    local = torch.tensor([float(b["num_targets"]) for b in batches]).sum()
+    global_count = accelerator.reduce(local.clone(), reduction="sum").item() if world > 1 else local.item()
+    step_loss, step_seen = 0.0, 0
+    for i, batch in enumerate(batches):
+        last = i == len(batches) - 1
+        sync = contextlib.nullcontext() if last or world == 1 else accelerator.no_sync(model)
+        with sync:
+            loss, n, n_seen = row_loss(model, batch)
+            step_seen += n_seen
+            if n == 0:
+                # keep DDP's collective in step: a zero loss that touches every parameter
+                loss = sum(p.sum() * 0.0 for p in params)
+            # DDP averages gradients over processes; scale so the result is sum / global_count
+            accelerator.backward(loss * (world / max(global_count, 1.0)))
+            step_loss += loss.item()
+    stats = torch.tensor([step_loss, float(step_seen)])
+    if world > 1:
+        stats = accelerator.reduce(stats, reduction="sum")
+    return stats[0].item(), int(global_count), int(stats[1].item())
+
+
+def _checkpoint_paths(ckpt_dir: Path) -> list[Path]:
+    if not ckpt_dir.exists():
+        return []
+    done = [p for p in ckpt_dir.glob("step-*") if (p / "state.pt").exists() and not p.name.endswith(".tmp")]
+    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
+
+
+def _save_checkpoint(ckpt_dir: Path, step: int, model, optimizer, scheduler, extra: dict, keep: int = 2) -> None:
+    """Trainable weights (safetensors) + optimizer/scheduler/RNG state, written atomically."""
+    final = ckpt_dir / f"step-{step}"
+    tmp = ckpt_dir / f"step-{step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    trainable = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
+    save_file(trainable, str(tmp / "trainable.safetensors"))
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": torch.get_rng_state(), "step": step}, tmp / "state.pt")
+    (tmp / "progress.json").write_text(json.dumps(extra))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    for old in _checkpoint_paths(ckpt_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
+    trainable = load_file(str(path / "trainable.safetensors"))
+    params = dict(model.named_parameters())
+    missing = [n for n in trainable if n not in params]
+    if missing:
+        raise AgentmillError(f"checkpoint {path} does not match this model (e.g. {missing[0]}); start a new run")
+    with torch.no_grad():
+        for n, t in trainable.items():
+            params[n].copy_(t)
+    state = torch.load(path / "state.pt", weights_only=True)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    return json.loads((path / "progress.json").read_text())
+
+
+def train_loop(model, train: list[Example], eval_examples: list[Example], spec: TrainSpec, *,
+               accelerator, ckpt_dir: Path, logger, stage: str, task: str | None = None,
+               seed: int = 42, resume: bool = False, progress=None) -> LoopResult:
+    """Train `model` (only its parameters with requires_grad) on `train`; returns what happened."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    rows = make_rows(train, spec)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    per_step = spec.grad_accum * world
+    n_steps = total_steps(len(rows), per_step, spec)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay, betas=(0.9, 0.95))
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(spec.warmup_ratio * n_steps), n_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    raw_model = accelerator.unwrap_model(model)
+
+    start, tokens, seen, loss_value, elapsed_before = 0, 0, 0, float("nan"), 0.0
+    checkpoints = _checkpoint_paths(ckpt_dir) if resume else []
+    if checkpoints:
+        extra = _load_checkpoint(checkpoints[-1], raw_model, optimizer, scheduler)
+        start, tokens, seen = extra["step"], extra["tokens"], extra["seen"]
+        loss_value, elapsed_before = extra["loss"], extra["elapsed"]
+    elif ckpt_dir.exists() and accelerator.is_main_process:
+        shutil.rmtree(ckpt_dir)
+
+    label = f"{stage}" + (f" [{task}]" if task else "")
+    bar = progress.add_task(label, total=n_steps, completed=start, loss=loss_value, tps=0.0) if progress else None
+    model.train()
+    t0 = time.perf_counter()
+    eval_loss = None
+    for step in range(start, n_steps):
+        my_rows = rows_of_step(step, len(rows), per_step, seed)[rank * spec.grad_accum:(rank + 1) * spec.grad_accum]
+        batches = [collate([train[i] for i in row]) for row in my_rows]
+        step_loss, global_count, step_seen = accumulate_gradients(model, batches, accelerator, params)
+        accelerator.clip_grad_norm_(params, spec.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        loss_value = step_loss / max(global_count, 1.0)
+        tokens += int(global_count)
+        seen += step_seen
+        elapsed = elapsed_before + time.perf_counter() - t0
+        tps = seen / elapsed if elapsed > 0 else 0.0
+        done = step + 1
+        if accelerator.is_main_process:
+            logger.log({"stage": stage, "task": task, "split": "train", "step": done, "loss": loss_value,
+                        "lr": scheduler.get_last_lr()[0], "tokens_per_s": tps, "tokens": tokens, "time": elapsed})
+        if bar is not None:
+            progress.update(bar, completed=done, loss=loss_value, tps=tps)
+        if eval_examples and (done % spec.eval_every == 0 or done == n_steps):
+            eval_loss, _ = evaluate_loss(model, eval_examples, spec, accelerator)
+            if accelerator.is_main_process:
+                logger.log({"stage": stage, "task": task, "split": "eval", "step": done, "loss": eval_loss,
+                            "tokens": tokens, "time": elapsed})
+        if done % spec.checkpoint_every == 0 and done < n_steps:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                _save_checkpoint(ckpt_dir, done, raw_model, optimizer, scheduler,
+                                 {"step": done, "tokens": tokens, "seen": seen, "loss": loss_value,
+                                  "elapsed": elapsed})
+            accelerator.wait_for_everyone()
+
+    wall = elapsed_before + time.perf_counter() - t0
+    accelerator.free_memory()
+    return LoopResult(steps=n_steps, tokens=tokens, seen_tokens=seen, wall_s=wall,
+                      tokens_per_s=seen / wall if wall > 0 else 0.0, final_loss=loss_value, eval_loss=eval_loss)

@@ -1,0 +1,236 @@
+"""`agentmill train`: validate everything, run the recipe's stages in order, write the run directory.
+
+The run is built in ``.NAME.partial`` beside the final folder and renamed when complete, so
+a failed or killed run never leaves a directory that looks finished; ``--resume`` picks the
+partial folder up again (finished stages are replayed from their adapters, the interrupted
+one continues from its last checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from agentmill import __version__
+from agentmill.config import Recipe, dump_recipe
+from agentmill.errors import AgentmillError, DataError
+from agentmill.train import crosstask, dialogue, finetune, pretrain
+from agentmill.train.common import Dataset, StageContext, read_all, split_heldout
+
+STAGES = {"pretrain": pretrain.run, "finetune": finetune.run, "dialogue": dialogue.run, "crosstask": crosstask.run}
+
+
+def partial_dir(out: Path) -> Path:
+    return out.parent / f".{out.name}.partial"
+
+
+def load_datasets(recipe: Recipe) -> dict[str, Dataset]:
+    """Read and validate every data file of the recipe; all problems reported together."""
+    problems: list[str] = []
+    total = 0
+    datasets: dict[str, Dataset] = {}
+
+    def read(spec):
+        nonlocal total
+        try:
+            return read_all(spec)
+        except DataError as err:
+            problems.extend(err.problems)
+            total += err.total
+        except AgentmillError as err:
+            problems.append(str(err))
+            total += 1
+        return None
+
+    for stage in recipe.stages:
+        train_spec = recipe.stage_train(stage)
+        pairs = [(t.data, t.eval_data) for t in getattr(stage, "tasks", [])]
+        if hasattr(stage, "data"):
+            pairs += [(d, None) for d in stage.data]
+        for data, eval_data in pairs:
+            records = read(data)
+            held_records = read(eval_data) if eval_data else None
+            if records is None or (eval_data and held_records is None):
+                continue
+            if eval_data or getattr(stage, "eval_data", None):
+                train, held = records, []
+            else:
+                train, held = split_heldout(records, train_spec.eval_fraction, recipe.seed)
+            labels = None
+            if data.format == "classification":
+                labels = sorted({r.label for r in train})
+                unseen = [r for r in (held_records or held) if r.label not in labels]
+                for r in unseen[:20]:
+                    problems.append(f"{r.source}: label '{r.label}' never appears in the training data "
+                                    f"{data.path} (labels: {', '.join(labels)})")
+                total += len(unseen)
+            datasets[str(data.path)] = Dataset(data, train, held, labels)
+            if eval_data:
+                datasets[str(eval_data.path)] = Dataset(eval_data, [], held_records, labels)
+        for eval_data in getattr(stage, "eval_data", []):
+            held_records = read(eval_data)
+            if held_records is not None:
+                datasets[str(eval_data.path)] = Dataset(eval_data, [], held_records)
+    if problems:
+        raise DataError(problems, total=total)
+    return datasets
+
+
+def check_encoding(ctx: StageContext) -> dict[str, dict]:
+    """Tokenise every record once with its stage's options: catches conversations that do not fit."""
+    from agentmill.eval.evaluate import encode_records
+
+    problems, stats = [], {}
+    for stage in ctx.recipe.stages:
+        spec = ctx.recipe.stage_train(stage)
+        specs = list(getattr(stage, "data", [])) + list(getattr(stage, "eval_data", []))
+        for task in getattr(stage, "tasks", []):
+            specs += [task.data] + ([task.eval_data] if task.eval_data else [])
+        for s in specs:
+            ds = ctx.dataset(s)
+            records = ds.train + ds.heldout
+            try:
+                examples = encode_records(ctx.tokenizer, records, s.format, spec, labels=ds.labels)
+            except AgentmillError as err:
+                problems.append(str(err))
+                continue
+            stats[str(s.path)] = {"format": s.format, "records": len(records),
+                                  "examples": len(examples),
+                                  "tokens": sum(len(e.input_ids) for e in examples),
+                                  "trained_tokens": sum(sum(1 for x in e.labels if x != -100) for e in examples),
+                                  "truncated": sum(1 for e in examples if e.truncated)}
+    if problems:
+        raise DataError(problems)
+    return stats
+
+
+def resolve_precision(precision: str) -> str:
+    if precision == "fp32":
+        return "no"
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    if precision == "bf16":
+        return "bf16"
+    capability = torch.backends.cpu.get_cpu_capability()  # "AVX512", "AVX512_BF16"? "AMX"...
+    return "bf16" if ("AMX" in capability or "BF16" in capability or _cpu_has_bf16()) else "no"
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def train_recipe(recipe: Recipe, out: Path | None = None, resume: bool = False, console=None) -> Path:
+    from accelerate import Accelerator
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from agentmill.eval.report import write_report
+    from agentmill.eval.run_eval import evaluate_run
+    from agentmill.model.load import load_model, load_tokenizer
+    from agentmill.train.tracking import MetricsLogger
+
+    out = Path(out or Path("runs") / recipe.name)
+    work = partial_dir(out)
+    if out.exists():
+        raise AgentmillError(f"{out} already exists: pick another --out or delete it")
+    if resume and not work.exists():
+        raise AgentmillError(f"nothing to resume: {work} does not exist")
+    if not resume and work.exists():
+        raise AgentmillError(f"an interrupted run is in {work}: continue it with --resume, or delete it")
+
+    datasets = load_datasets(recipe)
+    tokenizer = load_tokenizer(recipe.base_model)
+    accelerator = Accelerator(mixed_precision=resolve_precision(recipe.train.precision),
+                              cpu=not torch.cuda.is_available())
+    ctx = StageContext(recipe=recipe, tokenizer=tokenizer, model=None, accelerator=accelerator, work_dir=work,
+                       logger=None, datasets=datasets, resume=resume)
+    check_encoding(ctx)
+    ctx.model = load_model(recipe.base_model, dtype=torch.float32)
+    for p in ctx.model.parameters():
+        p.requires_grad_(False)
+
+    main = accelerator.is_main_process
+    if main:
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "recipe.yaml").write_text(dump_recipe(recipe))
+    accelerator.wait_for_everyone()
+    ctx.logger = MetricsLogger(work, recipe.train.report_to, recipe.name, enabled=main)
+    if resume and main:
+        _drop_unfinished_metrics(work)
+
+    records = []
+    columns = [TextColumn("{task.description:<24}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[tps]:,.0f} tok/s"),
+               TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, disable=not main or os.environ.get("AGENTMILL_PROGRESS") == "0") as progress:
+        ctx.progress = progress
+        for index, stage in enumerate(recipe.stages, 1):
+            records.append(STAGES[stage.stage](ctx, stage, index))
+    ctx.logger.close()
+
+    if main:
+        ctx.model.save_pretrained(work / "model")
+        tokenizer.save_pretrained(work / "model")
+        manifest = {
+            "name": recipe.name, "base_model": recipe.base_model, "created": datetime.now(timezone.utc).isoformat(),
+            "agentmill_version": __version__, "backbone": "model", "method": recipe.method,
+            "template": {"chat_template": tokenizer.chat_template, "eos_token": tokenizer.eos_token},
+            "precision": accelerator.mixed_precision, "stages": records, "tasks": _tasks_with_eval(ctx),
+        }
+        (work / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        evaluate_run(work, console=console, allow_partial=True)
+        write_report(work)
+        os.replace(work, out)
+    accelerator.wait_for_everyone()
+    return out
+
+
+def _tasks_with_eval(ctx: StageContext) -> dict:
+    tasks = {}
+    for task in ctx.recipe.tasks():
+        spec = task.eval_data or task.data
+        info = dict(ctx.tasks.get(task.name, {}))
+        info["eval_data"] = {"path": str(spec.path), "format": spec.format,
+                             "split": "all" if task.eval_data else "heldout"}
+        tasks[task.name] = info
+    for stage in ctx.recipe.stages:
+        if stage.stage in ("pretrain", "dialogue"):
+            name = "domain" if stage.stage == "pretrain" else "dialogue"
+            specs = stage.eval_data or stage.data
+            tasks.setdefault(name, {"stage": stage.stage, "format": specs[0].format, "adapter": None,
+                                    "eval_only": True,
+                                    "eval_data": {"path": str(specs[0].path), "format": specs[0].format,
+                                                  "split": "all" if stage.eval_data else "heldout"}})
+    return tasks
+
+
+def _drop_unfinished_metrics(work: Path) -> None:
+    """Metrics logged after the last checkpoint will be logged again by the resumed run."""
+    path = work / "metrics.jsonl"
+    if not path.exists():
+        return
+    last_ckpt = {}
+    for stage_dir in (work / "stages").glob("*"):
+        if (stage_dir / "done.json").exists():
+            continue
+        steps = [int(p.name.split("-")[1]) for p in (stage_dir / "checkpoints").glob("step-*")
+                 if not p.name.endswith(".tmp")]
+        last_ckpt[stage_dir.name] = max(steps, default=0)
+    if not last_ckpt:
+        return
+    keep_tmp = path.with_suffix(".tmp")
+    with path.open() as src, keep_tmp.open("w") as dst:
+        for line in src:
+            rec = json.loads(line)
+            name = rec["stage"] + (f"-{rec['task']}" if rec.get("task") else "")
+            cut = next((v for k, v in last_ckpt.items() if k.split("-", 1)[1] == name), None)
+            if cut is None or rec["step"] <= cut:
+                dst.write(line)
+    os.replace(keep_tmp, path)
