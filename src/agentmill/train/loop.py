@@ -206,7 +206,7 @@ def train_loop(model, train: list[Example], eval_examples: list[Example], spec: 
     eval_loss = None
     for step in range(start, n_steps):
         my_rows = rows_of_step(step, len(rows), per_step, seed)[rank * spec.grad_accum:(rank + 1) * spec.grad_accum]
-        batches = [collate([train[i] for i in row]) for row in my_rows]
+        batches = [collate([train[i] for i in rows[r]]) for r in my_rows]
         step_loss, global_count, step_seen = accumulate_gradients(model, batches, accelerator, params)
         accelerator.clip_grad_norm_(params, spec.max_grad_norm)
         optimizer.step()
