@@ -4,9 +4,14 @@ AGENTMILL_HOME is left alone: the embedded GGUF is converted once per machine in
 default cache (~/.cache/agentmill) and reused by every later test session.
 """
 
-import pytest
+import os
 
-from agentmill.model.load import load_tokenizer, tiny_model
+# Tests never reach a model hub: a hub id that is not cached fails at once instead of retrying.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+from agentmill.model.load import load_tokenizer, tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")

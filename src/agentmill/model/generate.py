@@ -1,0 +1,223 @@
+"""Generation and scoring, always prompted through `agentmill.data.render.render`.
+
+- `generate_stream` / `generate`: one conversation, streamed or not (greedy when temperature == 0).
+- `generate_batch`: many conversations, greedy, left-padded; same strings as `generate`.
+- `score_continuations`: summed log-prob of each candidate answer + end-of-turn token
+  (exactly the tokens training labels), for classification by scoring.
+
+Every function works with a plain HF causal LM or a PEFT wrapper around one; which adapter is
+active is the caller's business (`RunModel.use_task`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+import torch
+
+from agentmill.data.render import end_of_turn_id, render
+
+
+def _device(model) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:  # pragma: no cover - a model without parameters
+        return torch.device("cpu")
+
+
+def _stop_ids(tokenizer) -> list[int]:
+    ids = [end_of_turn_id(tokenizer)]
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def _pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_of_turn_id(tokenizer)
+
+
+def _prompt_ids(tokenizer, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
+    text = render(tokenizer, messages, add_generation_prompt=True, tools=tools)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _sampling_kwargs(temperature: float, top_p: float) -> dict:
+    if temperature is None or temperature <= 0:
+        return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    return {"do_sample": True, "temperature": float(temperature), "top_p": float(top_p), "top_k": None}
+
+
+def _cut(ids: list[int], stops: list[int]) -> list[int]:
+    """Tokens before the first stop token (what follows is padding)."""
+    for i, t in enumerate(ids):
+        if t in stops:
+            return ids[:i]
+    return ids
+
+
+@contextlib.contextmanager
+def _eval_mode(model):
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+class _Cancel:
+    """Stopping criterion set by the consumer of a stream that stops reading early."""
+
+    def __init__(self):
+        self.event = threading.Event()
+
+    def __call__(self, input_ids, scores, **kwargs):
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+def generate_stream(model, tokenizer, messages: list[dict], max_new_tokens: int = 256, temperature: float = 0.0,
+                    top_p: float = 1.0, seed: int | None = None, tools: list[dict] | None = None) -> Iterator[str]:
+    """Yield the answer's text as it is generated (special tokens skipped).
+
+    `model.generate` runs in a background thread feeding a `TextIteratorStreamer`; an exception
+    there is re-raised here, and closing the iterator early stops the generation.
+    """
+    from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+    ids = _prompt_ids(tokenizer, messages, tools)
+    device = _device(model)
+    input_ids = torch.tensor([ids], device=device)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    cancel = _Cancel()
+    error: list[BaseException] = []
+    if seed is not None:
+        torch.manual_seed(seed)
+    kwargs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
+                  eos_token_id=_stop_ids(tokenizer), pad_token_id=_pad_id(tokenizer), streamer=streamer,
+                  stopping_criteria=StoppingCriteriaList([cancel]), **_sampling_kwargs(temperature, top_p))
+
+    def work():
+        try:
+            with torch.no_grad():
+                model.generate(**kwargs)
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer thread
+            error.append(err)
+            streamer.text_queue.put(streamer.stop_signal)  # unblock the consumer
+
+    was_training = model.training
+    model.eval()
+    thread = threading.Thread(target=work, name="agentmill-generate", daemon=True)
+    thread.start()
+    try:
+        for text in streamer:
+            if error:
+                break
+            if text:
+                yield text
+    finally:
+        cancel.event.set()
+        thread.join()
+        model.train(was_training)
+    if error:
+        raise error[0]
+
+
+@torch.no_grad()
+def generate(model, tokenizer, messages: list[dict], max_new_tokens: int = 256, temperature: float = 0.0,
+             top_p: float = 1.0, seed: int | None = None, stream: bool = False,
+             tools: list[dict] | None = None) -> str:
+    """The whole answer as one string (special tokens skipped)."""
+    if stream:
+        return "".join(generate_stream(model, tokenizer, messages, max_new_tokens=max_new_tokens,
+                                       temperature=temperature, top_p=top_p, seed=seed, tools=tools))
+    ids = _prompt_ids(tokenizer, messages, tools)
+    input_ids = torch.tensor([ids], device=_device(model))
+    if seed is not None:
+        torch.manual_seed(seed)
+    stops = _stop_ids(tokenizer)
+    with _eval_mode(model):
+        out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                             max_new_tokens=max_new_tokens, eos_token_id=stops, pad_token_id=_pad_id(tokenizer),
+                             **_sampling_kwargs(temperature, top_p))
+    new = _cut(out[0, len(ids):].tolist(), stops)
+    return tokenizer.decode(new, skip_special_tokens=True)
+
+
+@torch.no_grad()
+def generate_batch(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 64,
+                   batch_size: int = 16) -> list[str]:
+    """Greedy answers to many conversations, in order; left-padded batches of similar length."""
+    if not conversations:
+        return []
+    prompts = [_prompt_ids(tokenizer, conv) for conv in conversations]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # less padding
+    stops, pad = _stop_ids(tokenizer), _pad_id(tokenizer)
+    device = _device(model)
+    results: list[str] = [""] * len(prompts)
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        with _eval_mode(model):
+            for start in range(0, len(order), batch_size):
+                idx = order[start:start + batch_size]
+                batch = tokenizer.pad({"input_ids": [prompts[i] for i in idx]}, padding=True, return_tensors="pt")
+                input_ids = batch["input_ids"].to(device)
+                out = model.generate(input_ids=input_ids, attention_mask=batch["attention_mask"].to(device),
+                                     max_new_tokens=max_new_tokens, eos_token_id=stops, pad_token_id=pad,
+                                     **_sampling_kwargs(0.0, 1.0))
+                width = input_ids.shape[1]
+                for row, i in enumerate(idx):
+                    new = _cut(out[row, width:].tolist(), stops)
+                    results[i] = tokenizer.decode(new, skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = old_side
+    return results
+
+
+def _accepts_logits_to_keep(model) -> bool:
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return "logits_to_keep" in inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+@torch.no_grad()
+def score_continuations(model, tokenizer, messages: list[dict], continuations: list[str]) -> list[float]:
+    """Summed log-prob of each continuation as the assistant's answer to `messages`.
+
+    Scored tokens per continuation c: tokenize(c) + [end_of_turn_id] — the assistant text and its
+    stop token, exactly what training labels. One right-padded batched forward; log_softmax in
+    float32 (also under autocast). Only the logits of the answer positions are computed when the
+    model supports `logits_to_keep` (the prompt is shared, so they are the last positions).
+    """
+    if not continuations:
+        return []
+    prompt = _prompt_ids(tokenizer, messages)
+    eot = end_of_turn_id(tokenizer)
+    answers = [tokenizer(c, add_special_tokens=False)["input_ids"] + [eot] for c in continuations]
+    longest = max(len(a) for a in answers)
+    width = len(prompt) + longest
+    pad = _pad_id(tokenizer)
+    device = _device(model)
+    input_ids = torch.full((len(answers), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(answers), width), dtype=torch.long)
+    for row, a in enumerate(answers):
+        seq = prompt + a
+        input_ids[row, :len(seq)] = torch.tensor(seq)
+        attention[row, :len(seq)] = 1
+    input_ids, attention = input_ids.to(device), attention.to(device)
+    keep = longest + 1  # logits at positions len(prompt)-1 .. width-1 predict the answer tokens
+    extra = {"logits_to_keep": keep} if _accepts_logits_to_keep(model) else {}
+    with _eval_mode(model):
+        logits = model(input_ids=input_ids, attention_mask=attention, use_cache=False, **extra).logits
+    logits = logits[:, -keep:-1, :].float()  # (B, longest, V): position j predicts answer token j
+    logprobs = torch.log_softmax(logits, dim=-1)
+    targets = input_ids[:, len(prompt):]
+    picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    mask = attention[:, len(prompt):].to(picked.dtype)
+    return (picked * mask).sum(-1).tolist()

@@ -1,0 +1,280 @@
+"""Generation, batch generation, scoring and RunModel on the tiny random model (real SmolLM2 vocab)."""
+
+import json
+
+import pytest
+import torch
+
+from agentmill.data.render import end_of_turn_id, render
+from agentmill.errors import AgentmillError
+from agentmill.model.generate import generate, generate_batch, generate_stream, score_continuations
+from agentmill.model.load import load_tokenizer, tiny_model
+from agentmill.model.run import RunModel
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "Hi"}],
+    [{"role": "user", "content": "What is the capital of France? Answer in one word please."}],
+    [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "2+2?"}],
+    [{"role": "user", "content": "Tell me a story"}, {"role": "assistant", "content": "Once upon a time."},
+     {"role": "user", "content": "Go on, a longer one this time, with dragons and a castle."}],
+    [{"role": "user", "content": "ok"}],
+]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer("smollm2-135m-instruct")
+
+
+def chatty_tiny(tok):
+    """The tiny model with an untied random output layer. With tied embeddings a random model just
+    repeats the prompt's last token ("\\n" after "assistant\\n") forever, which would make
+    batch-vs-single comparisons vacuous; untied, its greedy answers depend on the context."""
+    model = tiny_model(tok)
+    gen = torch.Generator().manual_seed(1)
+    model.config.tie_word_embeddings = False
+    model.lm_head.weight = torch.nn.Parameter(torch.randn(model.lm_head.weight.shape, generator=gen) * 0.02)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tok):
+    return chatty_tiny(tok)
+
+
+def _lora(tok, name="t1", seed=1):
+    from peft import LoraConfig, get_peft_model
+
+    base = chatty_tiny(tok)  # seeds the global RNG itself: seed the adapter's init after it
+    torch.manual_seed(seed)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"], init_lora_weights=False)
+    return get_peft_model(base, config, adapter_name=name).eval()
+
+
+class _ForceEot:
+    """Forward hook on lm_head making the end-of-turn token win from the `after`-th generation step on
+    (one lm_head call per generated token: the prefill computes the last position's logits only)."""
+
+    def __init__(self, eot, after):
+        self.eot, self.after = eot, after
+        self.calls = 0
+
+    def __call__(self, module, args, output):
+        self.calls += 1
+        if self.calls > self.after:
+            output = output.clone()
+            output[..., self.eot] = 1e4
+        return output
+
+
+# ---------------------------------------------------------------- generate / stream / batch
+
+
+def test_generate_stream_equals_generate(tiny_lm, tok):
+    for conv in CONVERSATIONS[:3]:
+        whole = generate(tiny_lm, tok, conv, max_new_tokens=12)
+        pieces = list(generate_stream(tiny_lm, tok, conv, max_new_tokens=12))
+        assert "".join(pieces) == whole
+        assert whole.strip()  # a random model does not stop at once
+
+
+def test_generate_batch_equals_generate(tiny_lm, tok):
+    singles = [generate(tiny_lm, tok, conv, max_new_tokens=10) for conv in CONVERSATIONS]
+    assert len(set(singles)) >= 3 and all(s.strip() for s in singles)  # context-dependent answers
+    assert generate_batch(tiny_lm, tok, CONVERSATIONS, max_new_tokens=10, batch_size=16) == singles
+    assert generate_batch(tiny_lm, tok, CONVERSATIONS, max_new_tokens=10, batch_size=2) == singles
+    assert tok.padding_side == "right"  # restored
+    assert generate_batch(tiny_lm, tok, [], max_new_tokens=4) == []
+
+
+def test_generation_stops_at_end_of_turn(tiny_lm, tok):
+    eot = end_of_turn_id(tok)
+    conv = CONVERSATIONS[1]
+    free = generate(tiny_lm, tok, conv, max_new_tokens=8)
+    hook = _ForceEot(eot, after=3)
+    handle = tiny_lm.lm_head.register_forward_hook(hook)
+    try:
+        stopped = generate(tiny_lm, tok, conv, max_new_tokens=8)
+        hook.calls = 0
+        streamed = "".join(generate_stream(tiny_lm, tok, conv, max_new_tokens=8))
+    finally:
+        handle.remove()
+    # three tokens generated, then the stop token: the text of exactly three free tokens
+    three = generate(tiny_lm, tok, conv, max_new_tokens=3)
+    assert stopped == three == streamed
+    assert free.startswith(three) and free != three
+    assert "<|im_end|>" not in stopped
+
+
+def test_sampling_is_seeded(tiny_lm, tok):
+    conv = CONVERSATIONS[1]
+    a = generate(tiny_lm, tok, conv, max_new_tokens=10, temperature=1.0, top_p=0.9, seed=3)
+    b = "".join(generate_stream(tiny_lm, tok, conv, max_new_tokens=10, temperature=1.0, top_p=0.9, seed=3))
+    greedy = generate(tiny_lm, tok, conv, max_new_tokens=10)
+    assert a == b
+    assert a != greedy  # near-uniform random model: sampling differs from greedy
+
+
+class _Boom(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def generate(self, **kwargs):
+        kwargs["streamer"].put(kwargs["input_ids"].cpu())  # the prompt, as HF does
+        raise RuntimeError("exploded in the generation thread")
+
+
+def test_stream_propagates_thread_exceptions(tok):
+    with pytest.raises(RuntimeError, match="exploded in the generation thread"):
+        list(generate_stream(_Boom(), tok, CONVERSATIONS[0], max_new_tokens=4))
+
+
+def test_stream_closed_early_stops_generation(tiny_lm, tok):
+    stream = generate_stream(tiny_lm, tok, CONVERSATIONS[1], max_new_tokens=2000)
+    first = next(stream)
+    assert first
+    stream.close()  # sets the cancel flag and joins the thread: returns quickly, no hang
+
+
+def test_generate_with_peft_wrapper(tok):
+    peft_model = _lora(tok)
+    singles = [generate(peft_model, tok, c, max_new_tokens=8) for c in CONVERSATIONS[:3]]
+    assert generate_batch(peft_model, tok, CONVERSATIONS[:3], max_new_tokens=8) == singles
+    assert "".join(generate_stream(peft_model, tok, CONVERSATIONS[0], max_new_tokens=8)) == singles[0]
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def _reference_scores(model, tok, messages, continuations):
+    prompt = tok(render(tok, messages, add_generation_prompt=True), add_special_tokens=False)["input_ids"]
+    eot = end_of_turn_id(tok)
+    out = []
+    for c in continuations:
+        answer = tok(c, add_special_tokens=False)["input_ids"] + [eot]
+        ids = torch.tensor([prompt + answer])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), -1)
+        out.append(sum(logp[len(prompt) - 1 + j, t].item() for j, t in enumerate(answer)))
+    return out
+
+
+def test_score_continuations_equals_reference(tiny_lm, tok):
+    messages = [{"role": "system", "content": "Classify the topic."},
+                {"role": "user", "content": "The team won the cup final 3-1."}]
+    labels = ["sport", "business", "politics", "tech", "entertainment and the arts"]
+    got = score_continuations(tiny_lm, tok, messages, labels)
+    ref = _reference_scores(tiny_lm, tok, messages, labels)
+    assert len(got) == len(labels)
+    assert got == pytest.approx(ref, abs=1e-4)
+    assert all(s < 0 for s in got)
+    # one continuation alone scores the same as inside the batch
+    assert score_continuations(tiny_lm, tok, messages, labels[-1:])[0] == pytest.approx(ref[-1], abs=1e-4)
+    assert score_continuations(tiny_lm, tok, messages, []) == []
+
+
+def test_score_continuations_with_peft(tok):
+    peft_model = _lora(tok)
+    messages = [{"role": "user", "content": "Is this spam?"}]
+    labels = ["yes", "no"]
+    assert score_continuations(peft_model, tok, messages, labels) == pytest.approx(
+        _reference_scores(peft_model, tok, messages, labels), abs=1e-4)
+
+
+# ---------------------------------------------------------------- RunModel
+
+
+@pytest.fixture(scope="module")
+def run_dir(tok, tmp_path_factory):
+    root = tmp_path_factory.mktemp("run") / "myrun"
+    base = chatty_tiny(tok)
+    base.save_pretrained(root / "model")
+    tok.save_pretrained(root / "model")
+    # adapter_name "default": PeftModel.save_pretrained puts any other name in a sub-folder of that name
+    _lora(tok, "default", seed=1).save_pretrained(root / "adapters" / "t1")
+    _lora(tok, "default", seed=2).save_pretrained(root / "adapters" / "t2")
+    manifest = {"name": "myrun", "base_model": "tiny", "backbone": "model", "stages": [],
+                "tasks": {"intent": {"stage": "finetune", "format": "classification", "adapter": None,
+                                     "labels": ["a", "b"]},
+                          "t1": {"stage": "crosstask", "format": "chat", "adapter": "adapters/t1"},
+                          "t2": {"stage": "crosstask", "format": "chat", "adapter": "adapters/t2"}}}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+def _logits(run, text="Hello there, how are you?"):
+    ids = torch.tensor([run.tokenizer(text, add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        return run.model(input_ids=ids).logits
+
+
+def test_runmodel_load_and_use_task(run_dir, tok, tiny_lm):
+    run = RunModel.load(run_dir)
+    assert run.tasks == ["intent", "t1", "t2"]
+    assert run.task is None and run.label == "base"
+    assert run.run_dir == run_dir
+    base = _logits(run)
+    plain = _logits(RunModel.from_parts(tiny_lm, tok))
+    assert torch.allclose(base, plain, atol=1e-5)  # adapters disabled = the saved backbone
+
+    run.use_task("t1")
+    t1 = _logits(run)
+    assert run.task == "t1" and run.label == "t1"
+    assert not torch.allclose(t1, base, atol=1e-3)
+    run.use_task("t2")
+    t2 = _logits(run)
+    assert not torch.allclose(t2, t1, atol=1e-3) and not torch.allclose(t2, base, atol=1e-3)
+    run.use_task("intent")  # a task merged into the backbone: no adapter
+    assert torch.allclose(_logits(run), base, atol=1e-6)
+    run.use_task("t1")
+    assert torch.allclose(_logits(run), t1, atol=1e-6)  # switching back is exact
+    run.use_task(None)
+    assert torch.allclose(_logits(run), base, atol=1e-6)
+    assert not any(p.requires_grad for p in run.model.parameters())
+
+    with pytest.raises(AgentmillError, match="unknown task 'nope'.*intent, t1, t2"):
+        run.use_task("nope")
+    assert run.task is None
+
+    # generation through the loaded run follows the selected adapter
+    run.use_task("t1")
+    with_t1 = run.generate(CONVERSATIONS[0], max_new_tokens=6)
+    run.use_task(None)
+    without = run.generate(CONVERSATIONS[0], max_new_tokens=6)
+    assert without == generate(tiny_lm, tok, CONVERSATIONS[0], max_new_tokens=6)
+    assert with_t1 != without
+
+
+def test_runmodel_load_errors(run_dir, tmp_path):
+    with pytest.raises(AgentmillError, match="does not exist"):
+        RunModel.load(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AgentmillError, match="no manifest.json"):
+        RunModel.load(tmp_path / "empty")
+    # an interrupted run: only the partial folder exists
+    (tmp_path / ".half.partial").mkdir()
+    with pytest.raises(AgentmillError, match="unfinished.*--resume"):
+        RunModel.load(tmp_path / "half")
+    with pytest.raises(AgentmillError, match="unfinished"):
+        RunModel.load(tmp_path / ".half.partial")
+    # a manifest whose adapter folder is gone
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model").symlink_to(run_dir / "model")
+    (broken / "manifest.json").write_text(json.dumps(
+        {"name": "b", "backbone": "model", "tasks": {"x": {"format": "chat", "adapter": "adapters/x"}}}))
+    with pytest.raises(AgentmillError, match="adapter of task 'x'"):
+        RunModel.load(broken)
+    (broken / "manifest.json").write_text("{not json")
+    with pytest.raises(AgentmillError, match="cannot read the manifest"):
+        RunModel.load(broken)
+
+
+def test_runmodel_from_parts(tok):
+    peft_model = _lora(tok, "t1")
+    run = RunModel.from_parts(peft_model, tok)
+    assert run.tasks == ["t1"] and run.task is None
+    base = _logits(run)
+    run.use_task("t1")
+    assert not torch.allclose(_logits(run), base, atol=1e-3)

@@ -1,0 +1,156 @@
+"""`agentmill train` end to end on a tiny random-init model: run directory, manifest, eval, atomicity."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from agentmill.config import load_recipe
+from agentmill.errors import AgentmillError, DataError
+from agentmill.train.pipeline import partial_dir, train_recipe
+
+INTENTS = {"balance": ["what is my balance", "how much money do I have", "show my account balance"],
+           "card": ["I lost my card", "my card was stolen", "block my debit card"]}
+
+
+def write_data(root: Path) -> None:
+    data = root / "data"
+    data.mkdir(parents=True)
+    (data / "corpus.txt").write_text("\n\n".join(
+        f"Paragraph {i}: interest compounds monthly and fees are low at Northwind Bank." for i in range(30)))
+    with (data / "intent.jsonl").open("w") as f:
+        for i in range(8):
+            for label, texts in INTENTS.items():
+                f.write(json.dumps({"text": f"{texts[i % 3]} please {i}", "label": label}) + "\n")
+    with (data / "qa.jsonl").open("w") as f:
+        for i in range(12):
+            f.write(json.dumps({"instruction": f"What is {i} plus {i}?", "output": f"It is {2 * i}."}) + "\n")
+    for name in ("dialogues", "cs", "tutor"):
+        with (data / f"{name}.jsonl").open("w") as f:
+            for i in range(10):
+                f.write(json.dumps({"messages": [
+                    {"role": "user", "content": f"My name is Ann{i}."}, {"role": "assistant", "content": "Hello!"},
+                    {"role": "user", "content": "What is my name?"},
+                    {"role": "assistant", "content": f"Your name is Ann{i}."}]}) + "\n")
+
+
+RECIPE = textwrap.dedent("""\
+    name: tiny
+    base_model: {base}
+    seed: 1
+    lora: {{r: 4, alpha: 8}}
+    train: {{max_length: 128, lr: 1.0e-3, max_steps: 2, grad_accum: 2, eval_every: 1, checkpoint_every: 1,
+            eval_max_records: 4, precision: fp32, report_to: tensorboard}}
+    stages:
+      - stage: pretrain
+        data: [{{path: data/corpus.txt, format: text}}]
+      - stage: finetune
+        tasks:
+          - {{name: intent, data: {{path: data/intent.jsonl, format: classification}}}}
+          - {{name: qa, data: {{path: data/qa.jsonl, format: instruction}}}}
+      - stage: dialogue
+        data: [{{path: data/dialogues.jsonl, format: chat}}]
+      - stage: crosstask
+        mode: per_task
+        tasks:
+          - {{name: cs, weight: 1.0, data: {{path: data/cs.jsonl, format: chat}}}}
+          - {{name: tutor, weight: 0.5, data: {{path: data/tutor.jsonl, format: chat}}}}
+    """)
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory, tokenizer, tiny):
+    folder = tmp_path_factory.mktemp("tiny-base")
+    tiny.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def recipe_path(tmp_path, tiny_base):
+    write_data(tmp_path)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(RECIPE.format(base=tiny_base))
+    return path
+
+
+def test_train_writes_a_complete_run_directory(recipe_path, tmp_path):
+    out = tmp_path / "runs" / "tiny"
+    run = train_recipe(load_recipe(recipe_path), out)
+    assert run == out and not partial_dir(out).exists()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [s["stage"] for s in manifest["stages"]] == ["pretrain", "finetune", "dialogue", "crosstask"]
+    assert manifest["tasks"]["intent"]["labels"] == ["balance", "card"]
+    assert manifest["tasks"]["intent"]["adapter"] is None
+    assert manifest["tasks"]["cs"]["adapter"] == "adapters/cs"
+    for task in ("cs", "tutor"):
+        assert (out / "adapters" / task / "adapter_config.json").exists()
+        assert (out / "adapters" / task / "adapter_model.safetensors").exists()
+    assert (out / "model" / "config.json").exists() and (out / "model" / "tokenizer.json").exists()
+    assert (out / "stages" / "01-pretrain" / "adapter" / "adapter_model.safetensors").exists()
+    pre = manifest["stages"][0]
+    assert pre["steps"] == 2 and pre["train_tokens"] > 0 and pre["tokens_per_s"] > 0
+    assert set(pre["before"]) == {"eval_loss", "perplexity"} and pre["after"]["perplexity"] > 1
+    ev = json.loads((out / "eval.json").read_text())
+    assert set(ev["tasks"]["intent"]) == {"accuracy", "macro_f1"}
+    assert 0 <= ev["tasks"]["intent"]["accuracy"] <= 1
+    assert {"exact_match", "token_f1", "eval_loss"} <= set(ev["tasks"]["qa"])
+    assert "perplexity" in ev["tasks"]["domain"]
+    metrics = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    train_steps = [(m["stage"], m["task"], m["step"]) for m in metrics if m["split"] == "train"]
+    assert ("crosstask", "tutor", 2) in train_steps and ("pretrain", None, 1) in train_steps
+    assert any(f.name.startswith("events.out.tfevents") for f in (out / "tensorboard").iterdir())
+    report = (out / "report.md").read_text()
+    assert "pretrain" in report and "plots/" in report
+    resolved = (out / "recipe.yaml").read_text()
+    assert "max_steps: 2" in resolved
+
+
+def test_bad_data_is_reported_with_file_and_line_and_nothing_is_written(recipe_path, tmp_path):
+    with (tmp_path / "data" / "intent.jsonl").open("a") as f:
+        f.write('{"text": "hello", "label": 3}\n')
+        f.write('not json\n')
+    out = tmp_path / "runs" / "bad"
+    with pytest.raises(DataError) as err:
+        train_recipe(load_recipe(recipe_path), out)
+    assert f"{tmp_path / 'data' / 'intent.jsonl'}:17:" in str(err.value)
+    assert f"{tmp_path / 'data' / 'intent.jsonl'}:18:" in str(err.value)
+    assert not out.exists() and not partial_dir(out).exists()
+
+
+def test_eval_label_never_seen_in_training(recipe_path, tmp_path):
+    held = tmp_path / "data" / "intent_held.jsonl"
+    held.write_text(json.dumps({"text": "open an account", "label": "open_account"}) + "\n")
+    text = recipe_path.read_text().replace(
+        "{name: intent, data: {path: data/intent.jsonl, format: classification}}",
+        "{name: intent, data: {path: data/intent.jsonl, format: classification}, "
+        "eval_data: {path: data/intent_held.jsonl, format: classification}}")
+    recipe_path.write_text(text)
+    with pytest.raises(DataError, match=r"intent_held.jsonl:1: label 'open_account' never appears"):
+        train_recipe(load_recipe(recipe_path), tmp_path / "runs" / "x")
+
+
+def test_max_length_too_small_is_reported(recipe_path, tmp_path):
+    with pytest.raises(AgentmillError, match=r"dialogues.jsonl:1: .*max_length"):
+        train_recipe(load_recipe(recipe_path, ["train.max_length=16"]), tmp_path / "runs" / "x")
+
+
+def test_base_model_that_cannot_be_loaded(recipe_path, tmp_path):
+    with pytest.raises(AgentmillError, match="local"):
+        train_recipe(load_recipe(recipe_path, ["base_model=nobody/not-a-model-xyz"]), tmp_path / "runs" / "x")
+    with pytest.raises(AgentmillError, match="does not exist"):
+        train_recipe(load_recipe(recipe_path, ["base_model=./missing-folder"]), tmp_path / "runs" / "x")
+
+
+def test_existing_output_and_partial_run_are_not_overwritten(recipe_path, tmp_path):
+    out = tmp_path / "runs" / "tiny"
+    partial_dir(out).mkdir(parents=True)
+    with pytest.raises(AgentmillError, match="--resume"):
+        train_recipe(load_recipe(recipe_path), out)
+    out.mkdir()
+    with pytest.raises(AgentmillError, match="already exists"):
+        train_recipe(load_recipe(recipe_path), out)
