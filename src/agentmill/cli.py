@@ -16,7 +16,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Turn an open LLM into a specialised agent from one YAML recipe.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect and validate data.")
 app.add_typer(data_app, name="data")
-console = Console()
+# Not a terminal (CI logs, pipes): wide enough for the tables instead of rich's 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 120)
 
 
 @app.command(context_settings={"allow_extra_args": False})

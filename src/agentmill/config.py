@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -98,6 +99,8 @@ class CrosstaskStage(_StageBase):
         "shared", description="shared: one adapter for all tasks; per_task: then one adapter per task on top.")
     temperature: float = Field(1.0, gt=0, description="Mixing temperature: p(task) ~ weight * n_task ** (1/T).")
     tasks: list[TaskSpec] = Field(min_length=1)
+    per_task_train: dict[str, Any] = Field(
+        default_factory=dict, description="per_task mode: train overrides for the per-task adapters.")
 
 
 Stage = Annotated[Union[PretrainStage, FinetuneStage, DialogueStage, CrosstaskStage], Field(discriminator="stage")]
@@ -132,9 +135,9 @@ class Recipe(_Strict):
             raise ValueError("crosstask mode: per_task trains one LoRA adapter per task and needs method: lora")
         return self
 
-    def stage_train(self, stage) -> TrainSpec:
-        """The global train options with the stage's overrides applied."""
-        merged = {**self.train.model_dump(), **stage.train}
+    def stage_train(self, stage, extra: dict | None = None) -> TrainSpec:
+        """The global train options with the stage's overrides (and `extra`) applied."""
+        merged = {**self.train.model_dump(), **stage.train, **(extra or {})}
         try:
             return TrainSpec(**merged)
         except ValidationError as err:
@@ -237,6 +240,11 @@ def _explain(err: ValidationError, path: Path, root: yaml.Node | None) -> Agentm
             guess = difflib.get_close_matches(str(loc[-1]), known, n=1)
             hint = f"; did you mean '{guess[0]}'?" if guess else (f"; known keys: {', '.join(known)}" if known else "")
             lines.append(f"{where}: unknown key '{shown}'{hint}")
+        elif e["type"] == "literal_error" and isinstance(e.get("input"), str):
+            choices = re.findall(r"'([^']*)'", e.get("ctx", {}).get("expected", ""))
+            guess = difflib.get_close_matches(e["input"], choices, n=1)
+            hint = f"; did you mean '{guess[0]}'?" if guess else ""
+            lines.append(f"{where}: {shown}: '{e['input']}' is not one of {', '.join(choices)}{hint}")
         else:
             lines.append(f"{where}: {shown}: {e['msg']}")
     return AgentmillError("invalid recipe:\n" + "\n".join(lines))
@@ -287,6 +295,8 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
         for spec in specs:
             spec.path = (base / spec.path).resolve()
         recipe.stage_train(stage)  # validates stage overrides early
+        if getattr(stage, "per_task_train", None):
+            recipe.stage_train(stage, stage.per_task_train)
     mb = Path(recipe.base_model).expanduser()
     if recipe.base_model.startswith((".", "/", "~")) and not mb.is_absolute():
         recipe.base_model = str((base / mb).resolve())

@@ -54,7 +54,8 @@ def run(ctx: StageContext, stage: CrosstaskStage, index: int) -> dict:
         record = finish_stage(stage_dir, {"stage": "crosstask", "index": index, "adapter": adapter,
                                           "before": before, "after": after, **summary(result)})
     if stage.mode == "per_task":
-        record["per_task"] = {t.name: _task_adapter(ctx, index, t, spec) for t in stage.tasks}
+        task_spec = ctx.recipe.stage_train(stage, stage.per_task_train)
+        record["per_task"] = {t.name: _task_adapter(ctx, index, t, task_spec) for t in stage.tasks}
         for t in stage.tasks:
             ctx.tasks[t.name]["adapter"] = f"adapters/{t.name}"
             record["after"][t.name] = record["per_task"][t.name]["after"]

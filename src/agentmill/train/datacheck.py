@@ -22,7 +22,7 @@ def check_recipe_data(recipe_path: Path, overrides: list[str], console) -> dict[
     stats = check_encoding(ctx)
     table = Table(title=f"data of {recipe_path}")
     for col in ("file", "format", "records", "examples", "tokens", "trained tokens", "truncated"):
-        table.add_column(col, justify="left" if col in ("file", "format") else "right")
+        table.add_column(col, justify="left" if col in ("file", "format") else "right", no_wrap=True)
     base = Path(recipe_path).resolve().parent
     for path, s in stats.items():
         shown = Path(path).relative_to(base) if Path(path).is_relative_to(base) else path

@@ -1,0 +1,68 @@
+"""The `agentmill` command: clear errors (no traceback, exit 2) for bad recipes and data."""
+
+import json
+import sys
+
+import pytest
+
+from agentmill import cli
+
+
+def run_cli(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["agentmill", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    out = capsys.readouterr()
+    return exit_info.value.code, out.out, out.err
+
+
+def write(tmp_path, data_lines, fmt="classification", extra=""):
+    (tmp_path / "d.jsonl").write_text("".join(l + "\n" for l in data_lines))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: t\nstages:\n  - stage: finetune\n    tasks:\n"
+                      f"      - {{name: a, data: {{path: d.jsonl, format: {fmt}}}}}\n{extra}")
+    return recipe
+
+
+def test_data_check_reports_every_bad_record_with_file_and_line(tmp_path, monkeypatch, capsys):
+    good = json.dumps({"text": "hi", "label": "x"})
+    recipe = write(tmp_path, [good, '{"text": "hi", "label": 1}', good, "{oops", json.dumps({"text": "x"})])
+    code, out, err = run_cli(monkeypatch, capsys, "data", "check", str(recipe))
+    assert code == 2
+    path = tmp_path / "d.jsonl"
+    assert f'{path}:2: "label" must be a string, got int' in err
+    assert f"{path}:4: invalid JSON" in err
+    assert f'{path}:5: missing field "label"' in err
+    assert "Traceback" not in err
+
+
+def test_unknown_format_and_missing_file(tmp_path, monkeypatch, capsys):
+    recipe = write(tmp_path, ["{}"], fmt="clasification")
+    code, _, err = run_cli(monkeypatch, capsys, "data", "check", str(recipe))
+    assert code == 2 and "did you mean 'classification'" in err
+    recipe = write(tmp_path, ["{}"])
+    (tmp_path / "d.jsonl").unlink()
+    code, _, err = run_cli(monkeypatch, capsys, "train", str(recipe))
+    assert code == 2 and f"{tmp_path / 'd.jsonl'}" in err and "Traceback" not in err
+
+
+def test_empty_dataset(tmp_path, monkeypatch, capsys):
+    recipe = write(tmp_path, [])
+    code, _, err = run_cli(monkeypatch, capsys, "data", "check", str(recipe))
+    assert code == 2 and "empty" in err
+
+
+def test_unknown_recipe_key_via_cli(tmp_path, monkeypatch, capsys):
+    recipe = write(tmp_path, [json.dumps({"text": "hi", "label": "x"})], extra="trian: {lr: 1}\n")
+    code, _, err = run_cli(monkeypatch, capsys, "train", str(recipe))
+    assert code == 2 and f"{recipe}:6: unknown key 'trian'; did you mean 'train'?" in err
+
+
+def test_data_check_prints_statistics(tmp_path, monkeypatch, capsys):
+    recipe = write(tmp_path, [json.dumps({"text": f"hello {i}", "label": "ab"[i % 2]}) for i in range(10)])
+    monkeypatch.setattr(sys, "argv", ["agentmill", "data", "check", str(recipe)])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    out = capsys.readouterr().out
+    assert e.value.code in (0, None)
+    assert "d.jsonl" in out and "classification" in out and "all 1 data files are valid" in out
