@@ -176,14 +176,12 @@ def generate_batch(model, tokenizer, conversations: list[list[dict]], max_new_to
     return results
 
 
-def _accepts_logits_to_keep(model) -> bool:
+def _cache_kwarg(model) -> str:
+    """transformers >= 5.2x names the KV cache argument `cache`; older ones `past_key_values`."""
     import inspect
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    try:
-        return "logits_to_keep" in inspect.signature(base.forward).parameters
-    except (TypeError, ValueError):
-        return False
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 @torch.no_grad()
@@ -191,9 +189,9 @@ def score_continuations(model, tokenizer, messages: list[dict], continuations: l
     """Summed log-prob of each continuation as the assistant's answer to `messages`.
 
     Scored tokens per continuation c: tokenize(c) + [end_of_turn_id] — the assistant text and its
-    stop token, exactly what training labels. One right-padded batched forward; log_softmax in
-    float32 (also under autocast). Only the logits of the answer positions are computed when the
-    model supports `logits_to_keep` (the prompt is shared, so they are the last positions).
+    stop token, exactly what training labels. The shared prompt runs once and its KV cache is
+    repeated for the right-padded candidates (a 70-token prompt with 8 labels costs ~110 token
+    forwards instead of ~600); log_softmax in float32 (also under autocast).
     """
     if not continuations:
         return []
@@ -201,23 +199,22 @@ def score_continuations(model, tokenizer, messages: list[dict], continuations: l
     eot = end_of_turn_id(tokenizer)
     answers = [tokenizer(c, add_special_tokens=False)["input_ids"] + [eot] for c in continuations]
     longest = max(len(a) for a in answers)
-    width = len(prompt) + longest
-    pad = _pad_id(tokenizer)
-    device = _device(model)
-    input_ids = torch.full((len(answers), width), pad, dtype=torch.long)
-    attention = torch.zeros((len(answers), width), dtype=torch.long)
+    batch, device = len(answers), _device(model)
+    answer_ids = torch.full((batch, longest), _pad_id(tokenizer), dtype=torch.long)
+    answer_mask = torch.zeros((batch, longest), dtype=torch.long)
     for row, a in enumerate(answers):
-        seq = prompt + a
-        input_ids[row, :len(seq)] = torch.tensor(seq)
-        attention[row, :len(seq)] = 1
-    input_ids, attention = input_ids.to(device), attention.to(device)
-    keep = longest + 1  # logits at positions len(prompt)-1 .. width-1 predict the answer tokens
-    extra = {"logits_to_keep": keep} if _accepts_logits_to_keep(model) else {}
+        answer_ids[row, :len(a)] = torch.tensor(a)
+        answer_mask[row, :len(a)] = 1
     with _eval_mode(model):
-        logits = model(input_ids=input_ids, attention_mask=attention, use_cache=False, **extra).logits
-    logits = logits[:, -keep:-1, :].float()  # (B, longest, V): position j predicts answer token j
-    logprobs = torch.log_softmax(logits, dim=-1)
-    targets = input_ids[:, len(prompt):]
-    picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    mask = attention[:, len(prompt):].to(picked.dtype)
-    return (picked * mask).sum(-1).tolist()
+        # the shared prompt runs once; its KV cache is repeated for every candidate answer
+        first = model(input_ids=torch.tensor([prompt], device=device), use_cache=True, logits_to_keep=1)
+        cache = first.past_key_values
+        cache.batch_repeat_interleave(batch)
+        positions = torch.arange(len(prompt), len(prompt) + longest, device=device).expand(batch, -1)
+        mask = torch.cat([torch.ones((batch, len(prompt)), dtype=torch.long), answer_mask], dim=1).to(device)
+        rest = model(input_ids=answer_ids.to(device), attention_mask=mask, position_ids=positions,
+                     use_cache=True, **{_cache_kwarg(model): cache}).logits
+    # logits predicting answer token j: the prompt's last position for j = 0, else answer position j-1
+    logits = torch.cat([first.logits[:, -1:, :].expand(batch, -1, -1), rest[:, :-1, :]], dim=1).float()
+    picked = torch.log_softmax(logits, dim=-1).gather(-1, answer_ids.to(device).unsqueeze(-1)).squeeze(-1)
+    return (picked * answer_mask.to(picked.dtype)).sum(-1).tolist()
