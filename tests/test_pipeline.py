@@ -154,3 +154,56 @@ def test_existing_output_and_partial_run_are_not_overwritten(recipe_path, tmp_pa
     out.mkdir()
     with pytest.raises(AgentmillError, match="already exists"):
         train_recipe(load_recipe(recipe_path), out)
+
+
+RESUME_RECIPE = textwrap.dedent("""\
+    name: tiny-resume
+    base_model: {base}
+    seed: 3
+    lora: {{r: 4, alpha: 8}}
+    train: {{max_length: 128, lr: 1.0e-3, max_steps: 6, grad_accum: 1, eval_every: 100, checkpoint_every: 2,
+            eval_max_records: 2, precision: fp32, report_to: none}}
+    stages:
+      - stage: pretrain
+        data: [{{path: data/corpus.txt, format: text}}]
+      - stage: dialogue
+        data: [{{path: data/dialogues.jsonl, format: chat}}]
+    """)
+
+
+def test_train_killed_with_sigkill_resumes_to_the_same_result(tmp_path, tiny_base):
+    import signal
+    import time
+
+    write_data(tmp_path)
+    recipe = tmp_path / "resume.yaml"
+    recipe.write_text(RESUME_RECIPE.format(base=tiny_base))
+    cmd = [sys.executable, "-m", "agentmill.cli", "train", str(recipe)]
+    env = {**os.environ, "AGENTMILL_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    straight = subprocess.run(cmd + ["--out", str(tmp_path / "a")], env=env, capture_output=True, text=True)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    out = tmp_path / "b"
+    watched = partial_dir(out) / "stages" / "02-dialogue" / "checkpoints" / "step-2" / "state.pt"
+    proc = subprocess.Popen(cmd + ["--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while not watched.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -9, "the run finished before it could be killed"
+    assert not out.exists() and partial_dir(out).exists()  # nothing that looks finished
+
+    again = subprocess.run(cmd + ["--out", str(out)], env=env, capture_output=True, text=True)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    resumed = subprocess.run(cmd + ["--out", str(out), "--resume"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = json.loads((tmp_path / "a" / "manifest.json").read_text())["stages"]
+    b = json.loads((out / "manifest.json").read_text())["stages"]
+    for sa, sb in zip(a, b):
+        assert sa["steps"] == sb["steps"] and sa["train_tokens"] == sb["train_tokens"]
+        assert abs(sa["final_train_loss"] - sb["final_train_loss"]) <= 1e-3
+        assert abs(sa["after"]["eval_loss"] - sb["after"]["eval_loss"]) <= 1e-3
+    steps = [(m["stage"], m["step"]) for m in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+             if m["split"] == "train"]
+    assert len(steps) == len(set(steps)) == 12  # each step logged once, no duplicates from the killed attempt
