@@ -98,7 +98,11 @@ def _print_eval(run_dir: Path) -> None:
 
 
 def main() -> None:
+    import warnings
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # deprecation chatter from peft/transformers internals is not actionable for our users
+    warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         app()
     except AgentmillError as err:

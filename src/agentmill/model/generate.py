@@ -208,7 +208,7 @@ def score_continuations(model, tokenizer, messages: list[dict], continuations: l
     with _eval_mode(model):
         # the shared prompt runs once; its KV cache is repeated for every candidate answer
         first = model(input_ids=torch.tensor([prompt], device=device), use_cache=True, logits_to_keep=1)
-        cache = first.past_key_values
+        cache = getattr(first, "cache", None) or first.past_key_values  # renamed in transformers 5.2x
         cache.batch_repeat_interleave(batch)
         positions = torch.arange(len(prompt), len(prompt) + longest, device=device).expand(batch, -1)
         mask = torch.cat([torch.ones((batch, len(prompt)), dtype=torch.long), answer_mask], dim=1).to(device)

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from agentmill.paths import write_json_atomic
 from agentmill.config import DataSpec, Recipe, TrainSpec
 from agentmill.data.formats import Record, read_records
 from agentmill.data.render import Example
@@ -42,6 +43,11 @@ class StageContext:
 
     def dataset(self, spec: DataSpec) -> Dataset:
         return self.datasets[str(spec.path)]
+
+    def say(self, message: str) -> None:
+        """A status line above the progress bars (main process only)."""
+        if self.progress is not None and (self.accelerator is None or self.accelerator.is_main_process):
+            self.progress.console.print(message, highlight=False)
 
 
 def split_heldout(records: list[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
@@ -106,6 +112,7 @@ def eval_datasets(ctx: StageContext, model, items: list[tuple[str, DataSpec]], s
     for name, s in items:
         ds = ctx.dataset(s)
         if ds.heldout:
+            ctx.say(f"  evaluating {name} ({min(len(ds.heldout), spec.eval_max_records)} held-out records)")
             out[name] = evaluate_task(model, ctx.tokenizer, s.format, ds.heldout, spec, labels=ds.labels,
                                       accelerator=ctx.accelerator, generate=generate)
     return out
@@ -118,7 +125,8 @@ def summary(result: LoopResult) -> dict:
 
 
 def finish_stage(stage_dir: Path, record: dict) -> dict:
-    (stage_dir / "done.json").write_text(json.dumps(record, indent=2))
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(stage_dir / "done.json", record)
     return record
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 
+from agentmill.paths import write_json_atomic
 from agentmill.config import CrosstaskStage
 from agentmill.data.render import Example
 from agentmill.train.common import (StageContext, eval_datasets, examples_of, finish_stage, keep_result,
@@ -70,6 +71,7 @@ def _task_adapter(ctx: StageContext, index: int, task, spec) -> dict:
     if done.exists():
         return json.loads(done.read_text())
     task_dir = stage_dir_of(ctx, index, f"crosstask-{task.name}")
+    task_dir.mkdir(parents=True, exist_ok=True)
     train = examples_of(ctx, [task.data], spec)
     eval_examples = examples_of(ctx, [task.eval_data or task.data], spec, "heldout")
     model, result = train_adapter(ctx, task_dir, train, eval_examples, spec, stage="crosstask", task=task.name)
@@ -77,7 +79,7 @@ def _task_adapter(ctx: StageContext, index: int, task, spec) -> dict:
     model.save_pretrained(out)
     ctx.model = model.unload()
     record = {"after": after, **summary(result)}
-    done.write_text(json.dumps(record, indent=2))
-    (task_dir / "done.json").write_text(json.dumps(record, indent=2))
+    write_json_atomic(done, record)
+    write_json_atomic(task_dir / "done.json", record)
     return record
 

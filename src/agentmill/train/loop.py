@@ -68,12 +68,13 @@ def total_steps(n_rows: int, per_step: int, spec: TrainSpec) -> int:
 
 def row_loss(model, batch: dict) -> tuple[torch.Tensor, int, int]:
     """Summed next-token loss of one packed row, computing logits only where trained."""
-    targets = batch["targets"][0]
+    device = next(model.parameters()).device
+    targets = batch["targets"][0].to(device)
     keep = (targets != -100).nonzero().squeeze(-1)
     if keep.numel() == 0:
         return None, 0, batch["input_ids"].shape[1]
-    out = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False,
-                logits_to_keep=keep)
+    out = model(input_ids=batch["input_ids"].to(device), position_ids=batch["position_ids"].to(device),
+                use_cache=False, logits_to_keep=keep)
     logits = out.logits[0].float()
     loss = F.cross_entropy(logits, targets[keep], reduction="sum")
     return loss, keep.numel(), batch["input_ids"].shape[1]
@@ -98,7 +99,7 @@ def evaluate_loss(model, examples: list[Example], spec: TrainSpec, accelerator=N
                 total += loss.item()
                 count += n
     if accelerator and world > 1:
-        t = accelerator.reduce(torch.tensor([total, float(count)]), reduction="sum")
+        t = accelerator.reduce(torch.tensor([total, float(count)], device=accelerator.device), reduction="sum")
         total, count = t[0].item(), int(t[1].item())
     model.train(was_training)
     return (total / count if count else float("nan")), count
@@ -112,7 +113,7 @@ def accumulate_gradients(model, batches: list[dict], accelerator, params) -> tup
     tokens fall into rows. Returns (summed loss, trained tokens, seen tokens), all processes.
     """
     world = accelerator.num_processes
-    local = torch.tensor([float(b["num_targets"]) for b in batches]).sum()
+    local = torch.tensor([float(b["num_targets"]) for b in batches], device=accelerator.device).sum()
     global_count = accelerator.reduce(local.clone(), reduction="sum").item() if world > 1 else local.item()
     step_loss, step_seen = 0.0, 0
     for i, batch in enumerate(batches):
@@ -127,7 +128,7 @@ def accumulate_gradients(model, batches: list[dict], accelerator, params) -> tup
             # DDP averages gradients over processes; scale so the result is sum / global_count
             accelerator.backward(loss * (world / max(global_count, 1.0)))
             step_loss += loss.item()
-    stats = torch.tensor([step_loss, float(step_seen)])
+    stats = torch.tensor([step_loss, float(step_seen)], device=accelerator.device)
     if world > 1:
         stats = accelerator.reduce(stats, reduction="sum")
     return stats[0].item(), int(global_count), int(stats[1].item())

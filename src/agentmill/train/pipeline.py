@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from agentmill import __version__
+from agentmill.paths import write_json_atomic
 from agentmill.config import Recipe, dump_recipe
 from agentmill.errors import AgentmillError, DataError
 from agentmill.train import crosstask, dialogue, finetune, pretrain
@@ -145,6 +146,9 @@ def train_recipe(recipe: Recipe, out: Path | None = None, resume: bool = False, 
     if not resume and work.exists():
         raise AgentmillError(f"an interrupted run is in {work}: continue it with --resume, or delete it")
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress bars only
     datasets = load_datasets(recipe)
     tokenizer = load_tokenizer(recipe.base_model)
     accelerator = Accelerator(mixed_precision=resolve_precision(recipe.train.precision),
@@ -152,7 +156,7 @@ def train_recipe(recipe: Recipe, out: Path | None = None, resume: bool = False, 
     ctx = StageContext(recipe=recipe, tokenizer=tokenizer, model=None, accelerator=accelerator, work_dir=work,
                        logger=None, datasets=datasets, resume=resume)
     check_encoding(ctx)
-    ctx.model = load_model(recipe.base_model, dtype=torch.float32)
+    ctx.model = load_model(recipe.base_model, dtype=torch.float32).to(accelerator.device)
     for p in ctx.model.parameters():
         p.requires_grad_(False)
 
@@ -172,6 +176,7 @@ def train_recipe(recipe: Recipe, out: Path | None = None, resume: bool = False, 
     with Progress(*columns, console=console, disable=not main or os.environ.get("AGENTMILL_PROGRESS") == "0") as progress:
         ctx.progress = progress
         for index, stage in enumerate(recipe.stages, 1):
+            ctx.say(f"[bold]stage {index}/{len(recipe.stages)}: {stage.stage}[/]")
             records.append(STAGES[stage.stage](ctx, stage, index))
     ctx.logger.close()
 
@@ -184,7 +189,9 @@ def train_recipe(recipe: Recipe, out: Path | None = None, resume: bool = False, 
             "template": {"chat_template": tokenizer.chat_template, "eos_token": tokenizer.eos_token},
             "precision": accelerator.mixed_precision, "stages": records, "tasks": _tasks_with_eval(ctx),
         }
-        (work / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        write_json_atomic(work / "manifest.json", manifest)
+        if console is not None:
+            console.print("[bold]final evaluation[/] of every task")
         evaluate_run(work, console=console, allow_partial=True)
         write_report(work)
         os.replace(work, out)
