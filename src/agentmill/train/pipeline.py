@@ -151,6 +151,11 @@ def train_recipe(recipe: Recipe, out: Path | None = None, resume: bool = False, 
     hf_logging.disable_progress_bar()  # our own progress bars only
     datasets = load_datasets(recipe)
     tokenizer = load_tokenizer(recipe.base_model)
+    from accelerate.state import AcceleratorState
+
+    # the mixed-precision state is a process-wide singleton: a second run in the same process
+    # (a notebook, the tests) may ask for another precision; the process group is kept
+    AcceleratorState._reset_state()
     accelerator = Accelerator(mixed_precision=resolve_precision(recipe.train.precision),
                               cpu=not torch.cuda.is_available())
     ctx = StageContext(recipe=recipe, tokenizer=tokenizer, model=None, accelerator=accelerator, work_dir=work,
