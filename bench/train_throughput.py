@@ -3,32 +3,39 @@
 A packed row is [1, T]: several examples (lengths ~60-200) back to back, `position_ids`
 restarting at 0 at each example, no attention mask, `use_cache=False`, loss only at the
 trained positions (`logits_to_keep=idx`), exactly like `agentmill.train.loop.row_loss`.
+tok/s counts all T tokens of the row (seen tokens); half of each example is trained.
 
 Compared (one factor at a time around the baseline "sdpa, T=1024, fp32 weights + autocast"):
-  attention   sdpa    transformers' SDPA; packed position_ids -> a [T, T] block-diagonal
-                      boolean mask -> CPU flash kernel with a mask, K/V repeated (no GQA)
-              eager   transformers' eager attention with the same mask (as a float mask)
-              varlen  this file's attention: SDPA per example (is_causal=True, no mask),
-                      segments read from position_ids; registered with AttentionInterface
-  row length  T = 256, 512, 1024
-  dtypes      fp32+ac   fp32 weights, torch.autocast("cpu", bf16)
-              fp32      fp32 weights, no autocast
-              bf16b+ac  base weights stored bf16, LoRA fp32, autocast
-              bf16b     base weights bf16, LoRA fp32, no autocast (peft casts x to fp32 for LoRA)
-              bf16all   base and LoRA in bf16, no autocast (AdamW on bf16 params: imprecise)
-  threads     torch.set_num_threads(N) (default: torch's own)
-  layers      LoRA on all 30 layers vs the top half only (peft layers_to_transform)
-  compile     torch.compile(model) (inductor); compile time reported separately (--compile)
+  attention     sdpa          transformers' SDPA; packed position_ids -> [T, T] block-diagonal
+                              boolean mask -> CPU flash kernel with a mask, K/V repeated
+                eager         transformers' eager attention with the same mask
+                varlen        (this file) CPU flash SDPA per example, is_causal, no mask
+                varlen_eager  (this file) per example: matmul + causal mask + fp32 softmax
+                              Both varlen kinds read the example boundaries from position_ids;
+                              registered with AttentionInterface under a name without a mask
+                              function, so transformers builds no [T, T] mask at all.
+  row length    T = 256, 512, 1024
+  dtypes        fp32+ac   fp32 weights, torch.autocast("cpu", bf16)
+                fp32      fp32 weights, no autocast
+                bf16b+ac  base weights stored bf16, LoRA fp32, autocast
+                bf16b     base weights bf16, LoRA fp32, no autocast (peft casts x to fp32 for LoRA)
+                bf16all   base and LoRA in bf16, no autocast (AdamW on bf16 params: imprecise)
+  threads       torch.set_num_threads(1) vs torch's default (2 = the cores here)
+  layers        LoRA on all 30 layers vs the top half only (peft layers_to_transform)
+  compile       --compile: per-decoder-layer torch.compile(dynamic=True); the first step
+                (column "1st step s") includes the compile time
 
 Then a correctness section: for each attention x dtype setup, one packed row vs each of
-its examples run alone (max |logit diff|), plus, in fp32, the LoRA gradients of the packed
-row vs the sum of the examples' gradients.
+its examples run alone (max/mean |logit diff|, argmax agreement; the |alone - fp32 sdpa|
+column gives the size of plain bf16 rounding for scale), plus, in fp32, the LoRA gradients
+of the packed row vs the sum of the examples' gradients.
 
-Run (≈ 8-10 min, check `uptime` first, other processes skew the numbers):
-    .venv/bin/python bench/train_throughput.py                 # default suite + correctness
-    .venv/bin/python bench/train_throughput.py --only varlen   # configs whose name contains it
-    .venv/bin/python bench/train_throughput.py --suite quick --compile
-    .venv/bin/python bench/train_throughput.py --no-check      # timings only
+Run (≈ 8-10 min on 2 quiet cores; the "others" column shows CPU taken by other processes):
+    .venv/bin/python bench/train_throughput.py                      # full suite + correctness
+    .venv/bin/python bench/train_throughput.py --suite quick        # T=1024 only
+    .venv/bin/python bench/train_throughput.py --only varlen_eager  # configs whose name contains it
+    .venv/bin/python bench/train_throughput.py --suite none         # correctness only
+    .venv/bin/python bench/train_throughput.py --no-check --steps 3
 """
 
 from __future__ import annotations
@@ -95,7 +102,7 @@ def varlen_sdpa_attention(module, query, key, value, attention_mask, dropout=0.0
     Cost sum(L_i^2) instead of T^2. Registered under a name that has no mask function, so
     transformers builds no mask and passes `position_ids` (restarting at 0) down to here.
     """
-    assert query.shape[0] == 1, "varlen attention expects one packed row"
+    assert query.shape[0] == 1 and query.shape[2] == key.shape[2], "varlen: one packed row, no cache"
     key, value = _repeat_kv(query, key, value)
     outs = [F.scaled_dot_product_attention(query[:, :, s:e], key[:, :, s:e], value[:, :, s:e],
                                            is_causal=e - s > 1, scale=scaling) for s, e in _segments(kwargs)]
@@ -109,7 +116,7 @@ def varlen_eager_attention(module, query, key, value, attention_mask, dropout=0.
     For segments of ~60-200 tokens in bf16 this beats the CPU flash kernel, whose backward
     has a large fixed cost per call.
     """
-    assert query.shape[0] == 1, "varlen attention expects one packed row"
+    assert query.shape[0] == 1 and query.shape[2] == key.shape[2], "varlen: one packed row, no cache"
     key, value = _repeat_kv(query, key, value)
     outs = []
     for s, e in _segments(kwargs):
@@ -133,7 +140,7 @@ def register_varlen():
 
 @dataclass(frozen=True)
 class Cfg:
-    attn: str = "sdpa"          # sdpa | eager | varlen
+    attn: str = "sdpa"          # sdpa | eager | varlen | varlen_eager
     T: int = 1024
     dtype: str = "fp32+ac"      # fp32+ac | fp32 | bf16b+ac | bf16b | bf16all
     threads: int = 0            # 0: torch default
@@ -150,7 +157,7 @@ BASE = Cfg()
 ATTNS = ("sdpa", "eager", "varlen", "varlen_eager")
 
 
-def suite(name: str, best_attn: str = "varlen") -> list[Cfg]:
+def suite(name: str, best_attn: str = "varlen_eager") -> list[Cfg]:
     cfgs = []
     if name in ("full", "quick"):
         Ts = (256, 512, 1024) if name == "full" else (1024,)
@@ -158,9 +165,10 @@ def suite(name: str, best_attn: str = "varlen") -> list[Cfg]:
         for attn in ("sdpa", best_attn):  # 3
             cfgs += [Cfg(attn=attn, dtype=d) for d in ("fp32", "bf16b+ac", "bf16b", "bf16all")]
         if name == "full":
-            cfgs += [Cfg(attn=best_attn, T=T, dtype="bf16b") for T in (256, 512)]
-            cfgs += [Cfg(attn=best_attn, dtype="bf16b+ac", threads=1), Cfg(attn=best_attn, dtype="bf16b+ac", threads=2)]  # 4
-        cfgs += [Cfg(layers="top"), Cfg(attn=best_attn, dtype="bf16b", layers="top")]  # 6
+            cfgs += [Cfg(attn=best_attn, threads=1)]  # 4 (torch's default here is 2 = the cores)
+            cfgs += [Cfg(attn=best_attn, T=512, dtype="bf16b+ac")]
+        cfgs += [Cfg(layers="top"), Cfg(attn=best_attn, layers="top"),  # 6
+                 Cfg(attn=best_attn, dtype="bf16b+ac", layers="top")]
     return list(dict.fromkeys(cfgs))
 
 
@@ -214,8 +222,9 @@ def time_config(base, cfg: Cfg, steps: int, warmup: int) -> dict:
         torch.set_num_threads(cfg.threads)
     try:
         model = build(base, cfg)
-        if cfg.compile:
-            model = torch.compile(model, dynamic=True)
+        if cfg.compile:  # regional: one graph per decoder layer (whole-model compile took > 10 min)
+            for layer in model.base_model.model.model.layers:
+                layer.compile(dynamic=True)
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=1e-4)
         vocab = base.config.vocab_size
@@ -307,11 +316,11 @@ def check_isolation(base, dtype: str, ref: dict | None) -> list[dict]:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite", default="full", choices=["full", "quick", "none"])
-    ap.add_argument("--only", default="", help="run only configs whose name contains this")
-    ap.add_argument("--best-attn", default="varlen", help="attention used for the dtype/thread/layer variants")
+    ap.add_argument("--only", default="", help="comma-separated: run only configs whose name contains one of them")
+    ap.add_argument("--best-attn", default="varlen_eager", help="attention used for the dtype/thread/layer variants")
     ap.add_argument("--steps", type=int, default=2, help="timed steps per config (median reported)")
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--compile", action="store_true", help="also time torch.compile (sdpa and varlen, bf16b)")
+    ap.add_argument("--compile", action="store_true", help="also time per-layer torch.compile (sdpa and best attn, bf16b+ac)")
     ap.add_argument("--no-check", action="store_true", help="skip the correctness section")
     args = ap.parse_args()
 
@@ -323,7 +332,7 @@ def main():
     cfgs = suite(args.suite, args.best_attn)
     if args.compile:
         cfgs += [Cfg(attn="sdpa", dtype="bf16b+ac", compile=True), Cfg(attn=args.best_attn, dtype="bf16b+ac", compile=True)]
-    cfgs = [c for c in cfgs if args.only in c.name]
+    cfgs = [c for c in cfgs if any(o.strip() in c.name for o in args.only.split(","))]
 
     if cfgs:
         print(f"\n{'config':38s} {'tok/s':>7s} {'s/step':>7s} {'vs base':>8s} {'1st step s':>10s} {'others':>6s} {'loss':>6s}")
@@ -338,7 +347,7 @@ def main():
 
     if not args.no_check:
         print("\ncorrectness: a packed row of 400 tokens vs each example alone (logits, no mask given)")
-        print(f"{'attn':7s} {'dtype':9s} {'max|packed-alone|':>18s} {'mean':>9s} {'argmax same':>11s} "
+        print(f"{'attn':12s} {'dtype':9s} {'max|packed-alone|':>18s} {'mean':>9s} {'argmax same':>11s} "
               f"{'max|alone-fp32 sdpa|':>21s} {'grad rel diff':>14s}")
         ref = None
         for dtype in ("fp32", "fp32+ac", "bf16b"):
@@ -347,7 +356,7 @@ def main():
                     ref = r
                     print(f"  example lengths {r['lengths']}")
                 g = f"{r['grad_rel']:.1e}" if "grad_rel" in r else "-"
-                print(f"{r['attn']:7s} {dtype:9s} {r['max']:18.2e} {r['mean']:9.1e} {r['argmax']:11.3f} "
+                print(f"{r['attn']:12s} {dtype:9s} {r['max']:18.2e} {r['mean']:9.1e} {r['argmax']:11.3f} "
                       f"{r['vs_ref']:21.2e} {g:>14s}", flush=True)
 
 if __name__ == "__main__":
