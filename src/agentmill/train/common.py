@@ -161,3 +161,22 @@ def replay_stage(ctx: StageContext, stage_dir: Path) -> dict:
 
 def stage_dir_of(ctx: StageContext, index: int, name: str) -> Path:
     return ctx.work_dir / "stages" / f"{index:02d}-{name}"
+
+
+def run_data_stage(ctx: StageContext, stage, index: int, eval_name: str) -> dict:
+    """A stage with one list of `data` (pretrain, dialogue): train one adapter, report before/after."""
+    stage_dir = stage_dir_of(ctx, index, stage.stage)
+    if (stage_dir / "done.json").exists():
+        return replay_stage(ctx, stage_dir)
+    spec = ctx.recipe.stage_train(stage)
+    heldout = [(eval_name, s) for s in (stage.eval_data or stage.data)]
+
+    train = examples_of(ctx, stage.data, spec)
+    eval_examples = examples_of(ctx, stage.eval_data or stage.data, spec, part="heldout")
+    before = eval_datasets(ctx, ctx.model, heldout, spec).get(eval_name, {})
+    model, result = train_adapter(ctx, stage_dir, train, eval_examples, spec, stage=stage.stage)
+    after = eval_datasets(ctx, model, heldout, spec).get(eval_name, {})
+    adapter = keep_result(ctx, model, stage_dir)
+
+    return finish_stage(stage_dir, {"stage": stage.stage, "index": index, "adapter": adapter,
+                                    "before": before, "after": after, **summary(result)})
