@@ -51,6 +51,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from agentmill.model.attention import packed_attention_forward
 from agentmill.model.load import load_model
 
 MODEL = "smollm2-135m-instruct"
@@ -110,23 +111,9 @@ def varlen_sdpa_attention(module, query, key, value, attention_mask, dropout=0.0
     return out.transpose(1, 2).contiguous(), None
 
 
-def varlen_eager_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
-    """Same per-example split, but plain matmul + fp32 softmax (like transformers' eager).
-
-    For segments of ~60-200 tokens in bf16 this beats the CPU flash kernel, whose backward
-    has a large fixed cost per call.
-    """
-    assert query.shape[0] == 1 and query.shape[2] == key.shape[2], "varlen: one packed row, no cache"
-    key, value = _repeat_kv(query, key, value)
-    outs = []
-    for s, e in _segments(kwargs):
-        q, k, v = query[:, :, s:e], key[:, :, s:e], value[:, :, s:e]
-        w = torch.matmul(q, k.transpose(2, 3)) * scaling
-        future = torch.ones(e - s, e - s, dtype=torch.bool, device=q.device).triu(1)
-        w = w.float().masked_fill(future, float("-inf")).softmax(-1).to(v.dtype)
-        outs.append(torch.matmul(w, v))
-    out = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
-    return out.transpose(1, 2).contiguous(), None
+# per example: matmul + causal mask + fp32 softmax; this study's winner became the library's
+# packed attention (agentmill/model/attention.py), so the bench measures that very function
+varlen_eager_attention = packed_attention_forward
 
 
 def register_varlen():
