@@ -7,7 +7,7 @@ import pytest
 import torch
 from rich.console import Console
 
-import agentmill.ui.chat as chat_mod
+import agentmill.agent.agent as agent_mod
 from agentmill.data.render import render
 from agentmill.errors import AgentmillError
 from agentmill.model.generate import generate
@@ -74,7 +74,7 @@ def captured(monkeypatch):
         yield "answer "
         yield str(n)
 
-    monkeypatch.setattr(chat_mod, "generate_stream", fake_stream)
+    monkeypatch.setattr(agent_mod, "generate_stream", fake_stream)
     return calls
 
 
@@ -128,22 +128,23 @@ def test_chat_start_task_and_eof_and_ctrl_c(run, captured):
 
 def test_chat_streams_real_generation_with_adapter(run, tok, tiny_lm, monkeypatch):
     """No fake: real streaming through the PEFT model; the prompt of turn 3 contains turn 1."""
-    real = chat_mod.generate_stream
+    real = agent_mod.generate_stream
     prompts = []
 
     def spy(model, tokenizer, messages, **kw):
         prompts.append(render(tokenizer, messages, add_generation_prompt=True))
         yield from real(model, tokenizer, messages, **kw)
 
-    monkeypatch.setattr(chat_mod, "generate_stream", spy)
+    monkeypatch.setattr(agent_mod, "generate_stream", spy)
     pairs = scripted_chat(run, ["/task t1", "tell me about llamas", "and alpacas?", "and vicunas?"],
                           console=_console())
     assert [u for u, _ in pairs] == ["tell me about llamas", "and alpacas?", "and vicunas?"]
     assert "tell me about llamas" in prompts[2] and pairs[0][1] in prompts[2] and pairs[1][1] in prompts[2]
+    assert len(prompts) == 3  # one generation per message: no tools, no retries
     # the streamed answers are exactly what generate gives with the adapter on
     run.use_task("t1")
     first = generate(tiny_lm, tok, [{"role": "user", "content": "tell me about llamas"}], max_new_tokens=256)
-    assert pairs[0][1] == first and first.strip()
+    assert pairs[0][1] == first.strip() and first.strip()
     run.use_task(None)
     base_first = generate(tiny_lm, tok, [{"role": "user", "content": "tell me about llamas"}], max_new_tokens=256)
     assert base_first != first  # the adapter matters

@@ -207,3 +207,26 @@ def test_train_killed_with_sigkill_resumes_to_the_same_result(tmp_path, tiny_bas
     steps = [(m["stage"], m["step"]) for m in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
              if m["split"] == "train"]
     assert len(steps) == len(set(steps)) == 12  # each step logged once, no duplicates from the killed attempt
+
+
+def test_replay_draws_evenly_from_earlier_supervised_stages(recipe_path, tokenizer, tmp_path):
+    from agentmill.train.common import StageContext, examples_of, replay_examples
+    from agentmill.train.pipeline import load_datasets
+
+    recipe = load_recipe(recipe_path, ["stages.1.replay=0.5", "stages.2.replay=0.5", "stages.3.replay=0.3"])
+    ctx = StageContext(recipe=recipe, tokenizer=tokenizer, model=None, accelerator=None, work_dir=tmp_path,
+                       logger=None, datasets=load_datasets(recipe))
+    finetune, dialogue, crosstask = recipe.stages[1:]
+    spec = recipe.stage_train(dialogue)
+    pool = lambda specs: {tuple(e.input_ids) for e in examples_of(ctx, specs, spec)}
+    intent, qa, dialogues = pool([finetune.tasks[0].data]), pool([finetune.tasks[1].data]), pool(dialogue.data)
+
+    got = [tuple(e.input_ids) for e in replay_examples(ctx, 3, dialogue, 10, spec)]
+    assert len(got) == 5
+    assert sum(g in intent for g in got) == 3 and sum(g in qa for g in got) == 2  # tasks alternate
+    assert got == [tuple(e.input_ids) for e in replay_examples(ctx, 3, dialogue, 10, spec)]  # deterministic
+
+    got = [tuple(e.input_ids) for e in replay_examples(ctx, 4, crosstask, 30, spec)]
+    assert len(got) == 9 and len(set(got)) == 9
+    assert [sum(g in p for g in got) for p in (intent, qa, dialogues)] == [3, 3, 3]
+    assert replay_examples(ctx, 2, finetune, 10, spec) == []  # only pretrain before: text is never replayed

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Regenerate every file under data/ for the finance-advisor example.
 
-    python examples/finance-advisor/generate.py
+    .venv/bin/python examples/finance-advisor/generate.py
 
-Deterministic (fixed seeds, no set iteration, sorted JSON keys) and stdlib only: running it
-twice gives byte-identical files. Every number in every answer is computed here with
+Deterministic (fixed seeds, no set iteration, sorted JSON keys): running it twice gives
+byte-identical files. It writes knowledge/ (one page per FAQ topic, the knowledge_search
+corpus) and runs agentmill's real built-in tools for the tool-use conversations
+(tool_dialogues.py), so it needs the package installed (the venv of `make demo`). Every number in every answer is computed here with
 Decimal arithmetic and checked against an independent float computation before it is written.
 
 Northwind Bank is fictional; its products and policies are defined once, in FACTS below,
@@ -19,10 +21,17 @@ import random
 import re
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, getcontext
 from pathlib import Path
+import sys
 
 SEED = 42
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
+BANK_SQL = HERE / "bank.sql"  # the demo bank database behind account_lookup
+KNOWLEDGE = HERE / "knowledge"  # the documents behind knowledge_search
+sys.path.insert(0, str(HERE))
+import tool_dialogues  # noqa: E402
+
+TOOLS = None  # tool_dialogues.Tools, set by main() once knowledge/ is written
 getcontext().prec = 50
 
 MAX_ANSWER_WORDS = 60
@@ -1631,11 +1640,17 @@ CS_PREFIXES = ["", "", "", "Hi, ", "Hello! ", "Quick question: ", "Good morning.
 CS_FOLLOWUPS = ["", "Thanks. ", "Thank you. ", "One more thing: ", "Also, ", "Great. "]
 
 
-def customer_service(n_train: int = 200, n_heldout: int = 30) -> tuple[list[dict], list[dict]]:
+def customer_service(n_train: int = 240, n_heldout: int = 40) -> tuple[list[dict], list[dict]]:
     rng = random.Random(f"{SEED}-cs")
+    bank_accounts = tool_dialogues.accounts(BANK_SQL)
 
-    def make(pairs):
+    def make(pairs, account_rows):
         def one(r: random.Random) -> dict:
+            kind = r.random()
+            if kind < 0.25:
+                return tool_dialogues.account_question(r, TOOLS, account_rows)
+            if kind < 0.5:
+                return tool_dialogues.knowledge_question(r, TOOLS, pairs)
             q, a = r.choice(pairs)
             turns = [(with_prefix(r.choice(CS_PREFIXES), q), a)]
             if r.random() < 0.3:
@@ -1645,8 +1660,8 @@ def customer_service(n_train: int = 200, n_heldout: int = 30) -> tuple[list[dict
         return one
 
     seen: dict = {}
-    heldout = unique(rng, make(faq_pairs("heldout")), n_heldout, seen, user_turns)
-    train = unique(rng, make(faq_pairs("train")), n_train, seen, user_turns)
+    heldout = unique(rng, make(faq_pairs("heldout"), bank_accounts), n_heldout, seen, user_turns)
+    train = unique(rng, make(faq_pairs("train"), bank_accounts), n_train, seen, user_turns)
     return train, heldout
 
 
@@ -1759,15 +1774,32 @@ def adv_simple(rng):
     return [(q, f"The simple interest is {usd(simple_interest(p, rate, years * 12))}.")]
 
 
-ADVISOR_KINDS = [adv_loan] * 6 + [adv_compound] * 4 + [adv_goal, adv_emergency, adv_budget, adv_utilization,
-                                                       adv_dti, adv_cd, adv_card, adv_simple]
+def adv_loan_tool(rng):
+    return tool_dialogues.loan(rng, TOOLS, RATES, LOAN_KINDS)
 
 
-def advisor(n_train: int = 200, n_heldout: int = 30) -> tuple[list[dict], list[dict]]:
+def adv_compound_tool(rng):
+    return tool_dialogues.compound(rng, TOOLS, SAVINGS_RATES[1:] + ["6", "7", "8"])
+
+
+def adv_calculation_tool(rng):
+    return tool_dialogues.calculation(rng, TOOLS)
+
+
+# Loans, compounding and plain arithmetic go through the tools (exact numbers by construction);
+# the rest are answered directly.
+ADVISOR_KINDS = [adv_loan_tool] * 6 + [adv_compound_tool] * 4 + [adv_calculation_tool] * 3 + [
+    adv_goal, adv_emergency, adv_budget, adv_utilization, adv_dti, adv_cd, adv_card, adv_simple]
+
+
+def advisor(n_train: int = 240, n_heldout: int = 40) -> tuple[list[dict], list[dict]]:
     rng = random.Random(f"{SEED}-advisor")
 
     def make(r: random.Random) -> dict:
-        return chat(r.choice(ADVISOR_KINDS)(r), r.choice(ADVISOR_SYSTEMS) if r.random() < 0.5 else None)
+        made = r.choice(ADVISOR_KINDS)(r)
+        if isinstance(made, dict):  # a tool conversation: the task's system prompt comes from the recipe
+            return made
+        return chat(made, r.choice(ADVISOR_SYSTEMS) if r.random() < 0.5 else None)
 
     seen: dict = {}
     heldout = unique(rng, make, n_heldout, seen, user_turns)
@@ -2009,7 +2041,7 @@ def read_jsonl(name: str) -> list[dict]:
 
 def assistant_texts(record: dict) -> list[str]:
     if "messages" in record:
-        return [m["content"] for m in record["messages"] if m["role"] == "assistant"]
+        return [m["content"] for m in record["messages"] if m["role"] == "assistant" and m["content"] is not None]
     if "conversations" in record:
         return [m["value"] for m in record["conversations"] if m["from"] == "gpt"]
     return [record["output"]] if "output" in record else []
@@ -2053,7 +2085,10 @@ def check_files() -> None:
 
 
 def main() -> None:
+    global TOOLS
     DATA.mkdir(exist_ok=True)
+    tool_dialogues.knowledge_documents(FAQ, KNOWLEDGE)
+    TOOLS = tool_dialogues.Tools(KNOWLEDGE, BANK_SQL)
     corpus_train, corpus_held = corpus()
     write_text("corpus.txt", corpus_train)
     write_text("corpus_heldout.txt", corpus_held)

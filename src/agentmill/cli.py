@@ -11,11 +11,13 @@ import typer
 from rich.console import Console
 
 from agentmill.errors import AgentmillError
+from agentmill.ui.sessions_cmd import sessions_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn an open LLM into a specialised agent from one YAML recipe.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect and validate data.")
 app.add_typer(data_app, name="data")
+app.add_typer(sessions_app, name="sessions")
 # Not a terminal (CI logs, pipes): wide enough for the tables instead of rich's 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 120)
 
@@ -52,17 +54,53 @@ def eval_(
     print_eval_table(result, console)
 
 
+def _store(db: Optional[Path], no_store: bool):
+    if no_store:
+        return None
+    from agentmill.store.sessions import open_store
+
+    return open_store(db)
+
+
 @app.command()
 def chat(
     run_dir: Path = typer.Argument(..., help="Run directory."),
-    task: Optional[str] = typer.Option(None, "--task", help="Start with this task's adapter."),
+    task: Optional[str] = typer.Option(None, "--task", help="Force this task (default: the router picks one per message)."),
+    session: Optional[str] = typer.Option(None, "--session", help="Resume this stored session (see `agentmill sessions list`)."),
+    db: Optional[Path] = typer.Option(None, "--db", help="Session database (default $AGENTMILL_HOME/sessions.db)."),
+    no_store: bool = typer.Option(False, "--no-store", help="Do not store this conversation."),
     max_new_tokens: int = typer.Option(256, help="Longest answer in tokens."),
 ):
-    """Multi-turn chat in the terminal (/reset, /task NAME, /quit)."""
+    """Multi-turn chat with the run's agent (/reset, /task NAME, /quit); stored as a session."""
     from agentmill.model.run import RunModel
     from agentmill.ui.chat import chat_loop
 
-    chat_loop(RunModel.load(run_dir), task=task, console=console, max_new_tokens=max_new_tokens)
+    if session and no_store:
+        raise AgentmillError("--session resumes a stored session and cannot be combined with --no-store")
+    store = _store(db, no_store)
+    if session:
+        store.get(session)  # an unknown id is an error before the model loads
+    chat_loop(RunModel.load(run_dir), task=task, console=console, max_new_tokens=max_new_tokens, store=store,
+              session_id=session)
+
+
+@app.command("run")
+def run_(
+    run_dir: Path = typer.Argument(..., help="Run directory."),
+    goal: str = typer.Option(..., "--goal", help="What the agent should achieve."),
+    max_steps: int = typer.Option(8, "--max-steps", min=1, help="Most tool-calling steps."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Run every tool call without asking."),
+    task: Optional[str] = typer.Option(None, "--task", help="Force this task (default: the router picks one)."),
+    db: Optional[Path] = typer.Option(None, "--db", help="Session database (default $AGENTMILL_HOME/sessions.db)."),
+    max_new_tokens: int = typer.Option(256, help="Longest output per step in tokens."),
+):
+    """Goal mode: plan, call tools (each approved unless --yes), observe, answer; stored as a session."""
+    from agentmill.ui.goal import goal_run
+
+    if not yes and not sys.stdin.isatty():
+        raise AgentmillError("tool calls need your approval and stdin is not a terminal: pass --yes to allow them")
+    goal_run(run_dir, goal, max_steps=max_steps, yes=yes, task=task, store=_store(db, False), console=console,
+             max_new_tokens=max_new_tokens)
 
 
 @data_app.command("check")

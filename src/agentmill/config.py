@@ -70,6 +70,21 @@ class TaskSpec(_Strict):
     data: DataSpec
     eval_data: DataSpec | None = Field(None, description="Held-out data; default: eval_fraction of `data`.")
     weight: float = Field(1.0, gt=0, description="Mixing weight in crosstask.")
+    system: str | None = Field(
+        None, description="System prompt of this task: put before every record without one, in training and "
+        "at run time (agent, API), so the task is always prompted the way it was trained.")
+    tools: list[str] = Field(
+        default_factory=list, description="Allow-list of tool names this task may call (see `tools:`). Their "
+        "schemas are rendered into every record of the task, in training and at run time.")
+
+
+class ToolsSpec(_Strict):
+    modules: list[str] = Field(
+        default_factory=list, description="Your own tools: .py files (relative to the recipe) or dotted module "
+        "names; every @tool-decorated function in them is registered.")
+    settings: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Settings of built-in tools, e.g. knowledge_search: {folder: docs}, "
+        "account_lookup: {database: bank.sql} (paths relative to the recipe).")
 
 
 class _StageBase(_Strict):
@@ -85,12 +100,18 @@ class PretrainStage(_StageBase):
 class FinetuneStage(_StageBase):
     stage: Literal["finetune"]
     tasks: list[TaskSpec] = Field(min_length=1)
+    replay: float = Field(
+        0.0, ge=0, le=1, description="Against forgetting: add this fraction (of this stage's training examples) "
+        "drawn from the training data of the earlier finetune/dialogue/crosstask stages.")
 
 
 class DialogueStage(_StageBase):
     stage: Literal["dialogue"]
     data: list[DataSpec] = Field(min_length=1)
     eval_data: list[DataSpec] = Field(default_factory=list)
+    replay: float = Field(
+        0.0, ge=0, le=1, description="Against forgetting: add this fraction (of this stage's training examples) "
+        "drawn from the training data of the earlier finetune/dialogue/crosstask stages.")
 
 
 class CrosstaskStage(_StageBase):
@@ -99,8 +120,15 @@ class CrosstaskStage(_StageBase):
         "shared", description="shared: one adapter for all tasks; per_task: then one adapter per task on top.")
     temperature: float = Field(1.0, gt=0, description="Mixing temperature: p(task) ~ weight * n_task ** (1/T).")
     tasks: list[TaskSpec] = Field(min_length=1)
+    replay: float = Field(
+        0.0, ge=0, le=1, description="Against forgetting: add this fraction (of this stage's training examples) "
+        "drawn from the training data of the earlier finetune/dialogue/crosstask stages.")
     per_task_train: dict[str, Any] = Field(
         default_factory=dict, description="per_task mode: train overrides for the per-task adapters.")
+    router: bool = Field(
+        True, description="per_task mode: also train the router, a classification adapter that picks the task "
+        "of each message, from the first user message of every task record (labels: the task names).")
+    router_train: dict[str, Any] = Field(default_factory=dict, description="Train overrides for the router.")
 
 
 Stage = Annotated[Union[PretrainStage, FinetuneStage, DialogueStage, CrosstaskStage], Field(discriminator="stage")]
@@ -114,6 +142,7 @@ class Recipe(_Strict):
     lora: LoraSpec = Field(default_factory=LoraSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     stages: list[Stage] = Field(min_length=1)
+    tools: ToolsSpec = Field(default_factory=ToolsSpec, description="Tools the agent may call (per-task allow-lists).")
     profiles: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Named sets of dotted overrides, chosen with profile=NAME.")
     profile: str | None = Field(None, description="The profile applied (set by the profile=NAME override).")
@@ -124,6 +153,8 @@ class Recipe(_Strict):
         seen: set[str] = set()
         for stage in stages:
             for task in getattr(stage, "tasks", []):
+                if task.name == "router":
+                    raise ValueError("task name 'router' is reserved for the task router; pick another name")
                 if task.name in seen:
                     raise ValueError(f"task name '{task.name}' is used twice")
                 seen.add(task.name)
@@ -297,6 +328,13 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
         recipe.stage_train(stage)  # validates stage overrides early
         if getattr(stage, "per_task_train", None):
             recipe.stage_train(stage, stage.per_task_train)
+        if getattr(stage, "router_train", None):
+            recipe.stage_train(stage, stage.router_train)
+    recipe.tools.modules = [str((base / m).resolve()) if m.endswith(".py") else m for m in recipe.tools.modules]
+    for tool_settings in recipe.tools.settings.values():
+        for key in ("folder", "database", "path"):
+            if isinstance(tool_settings.get(key), str):
+                tool_settings[key] = str((base / tool_settings[key]).resolve())
     mb = Path(recipe.base_model).expanduser()
     if recipe.base_model.startswith((".", "/", "~")) and not mb.is_absolute():
         recipe.base_model = str((base / mb).resolve())

@@ -35,6 +35,7 @@ class Record:
     text: str | None = None
     messages: list[dict] | None = None
     label: str | None = None
+    tools: list[dict] | None = None  # chat: OpenAI tool schemas shown to the model with this record
 
 
 class _Bad(Exception):
@@ -220,7 +221,23 @@ def _parse_chat(obj) -> dict:
         raise _Bad(f'"{key}" is empty')
     messages = [_message(m, i, key) for i, m in enumerate(raw)]
     _check_conversation(messages, key)
-    return {"messages": messages}
+    out = {"messages": messages}
+    if obj.get("tools") is not None:
+        out["tools"] = _tool_schemas(obj["tools"])
+    return out
+
+
+def _tool_schemas(value) -> list[dict]:
+    """OpenAI `tools`: [{"type": "function", "function": {"name", "description"?, "parameters"?}}]."""
+    if not isinstance(value, list):
+        raise _Bad(f'"tools" must be a list, got {_type_name(value)}')
+    for j, t in enumerate(value):
+        t = _object(t, f'"tools[{j}]"')
+        fn = _object(t.get("function"), f'"tools[{j}].function"')
+        _field(fn, "name", where=f"tools[{j}].function.")
+        if not isinstance(fn.get("parameters", {}), dict):
+            raise _Bad(f'"tools[{j}].function.parameters" must be a JSON schema object')
+    return value
 
 
 PARSERS = {"text": _parse_text, "instruction": _parse_instruction,
@@ -303,3 +320,16 @@ def classification_messages(text: str, labels: list[str], label: str | None = No
     if label is not None:
         messages.append({"role": "assistant", "content": label})
     return messages
+
+
+def apply_task_prompt(records: list[Record], fmt: str, system: str | None, tools: list[dict] | None) -> None:
+    """Give chat/instruction records a task's system prompt (unless they have one) and tool schemas
+    (chat records without their own `tools`). Training, eval and the agent all call this, so a
+    task is prompted the same way everywhere."""
+    if fmt not in ("chat", "instruction"):
+        return
+    for r in records:
+        if system and r.messages and r.messages[0]["role"] != "system":
+            r.messages = [{"role": "system", "content": system}] + r.messages
+        if tools and fmt == "chat" and r.tools is None:
+            r.tools = tools

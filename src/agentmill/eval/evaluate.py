@@ -31,7 +31,7 @@ def encode_records(tokenizer, records: list[Record], fmt: str, spec: TrainSpec,
     for r in records:
         messages = classification_messages(r.text, labels, r.label) if fmt == "classification" else r.messages
         examples.append(encode_chat(tokenizer, messages, mask=spec.mask, max_length=spec.max_length,
-                                    source=r.source))
+                                    tools=r.tools, source=r.source))
     return examples
 
 
@@ -65,6 +65,10 @@ def evaluate_task(model, tokenizer, fmt: str, records: list[Record], spec: Train
             preds = generate_batch(model, tokenizer, prompts, max_new_tokens=_answer_budget(tokenizer, golds))
             metrics["exact_match"] = mean([exact_match(p, g) for p, g in zip(preds, golds)])
             metrics["token_f1"] = mean([token_f1(p, g) for p, g in zip(preds, golds)])
+        if fmt == "chat" and generate:
+            from agentmill.eval.tooluse import evaluate_tool_use
+
+            metrics.update(evaluate_tool_use(model, tokenizer, records))
         return metrics
     finally:
         model.train(was_training)

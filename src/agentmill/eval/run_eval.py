@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from agentmill.config import TrainSpec
-from agentmill.data.formats import read_records
+from agentmill.data.formats import apply_task_prompt, read_records
 from agentmill.errors import AgentmillError
 from agentmill.eval.evaluate import evaluate_task
 
@@ -26,6 +26,16 @@ def _heldout_records(info: dict, spec: TrainSpec, seed: int):
     return records
 
 
+def _task_prompt(run, task: str) -> tuple[str | None, list[dict] | None]:
+    """The system prompt and tool schemas the task was trained with (manifest + tool registry)."""
+    info = run.task_info(task)
+    if not info.get("tools"):
+        return info.get("system"), None
+    from agentmill.tools.setup import registry_for_run
+
+    return info.get("system"), registry_for_run(run).subset(info["tools"]).schemas()
+
+
 def _autocast(precision: str):
     if precision == "bf16":
         return torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16)
@@ -33,9 +43,12 @@ def _autocast(precision: str):
 
 
 def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str | None = None,
-                 task: str | None = None, allow_partial: bool = False) -> dict:
-    """Evaluate and write RUN_DIR/eval.json; returns its content."""
-    from agentmill.model.run import RunModel
+                 task: str | None = None, allow_partial: bool = False, known: dict | None = None) -> dict:
+    """Evaluate and write RUN_DIR/eval.json; returns its content.
+
+    `known`: metrics of tasks already evaluated on this exact model (the pipeline passes the
+    per-task adapters' and the router's), written as they are instead of measured again."""
+    from agentmill.model.run import ROUTER, RunModel
 
     run_dir = Path(run_dir)
     manifest_path = run_dir / "manifest.json"
@@ -61,21 +74,38 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
             if unseen:
                 raise AgentmillError(f"{data}: labels never seen in training: {', '.join(unseen)}")
         jobs = [(f"{task or 'base'}:{Path(data).name}", task, fmt, records, labels)]
+        if task is not None:
+            apply_task_prompt(records, fmt, *_task_prompt(run, task))
     else:
         jobs = []
         for name, info in tasks.items():
             if task is not None and name != task:
                 continue
-            jobs.append((name, name if info.get("adapter") else None, info["format"],
-                         _heldout_records(info, spec, seed), info.get("labels")))
+            records = _heldout_records(info, spec, seed)
+            apply_task_prompt(records, info["format"], *_task_prompt(run, name))
+            jobs.append((name, name if info.get("adapter") else None, info["format"], records, info.get("labels")))
+        router = manifest.get("router")
+        if router and task in (None, ROUTER):
+            records = read_records(run_dir / router["heldout"], "classification")
+            jobs.append((ROUTER, ROUTER, "classification", records, router["labels"]))
         if task is not None and not jobs:
             raise AgentmillError(f"unknown task '{task}'; tasks: {', '.join(tasks)}")
 
     results = {}
+    known = known or {}
+    for name in [j[0] for j in jobs if j[0] in known]:
+        results[name] = known[name]
+        if console is not None:
+            console.print(f"[dim]{name}: measured after its adapter was trained (final), not again[/]")
+    jobs = [j for j in jobs if j[0] not in known]
     with _autocast(manifest.get("precision", "no")):
         for name, adapter_task, task_fmt, records, labels in jobs:
             if console is not None:
                 console.print(f"evaluating [bold]{name}[/] ({len(records)} records)")
+            if adapter_task == ROUTER:
+                with run.adapter(ROUTER) as model:
+                    results[name] = evaluate_task(model, run.tokenizer, task_fmt, records, spec, labels=labels)
+                continue
             run.use_task(adapter_task)
             results[name] = evaluate_task(run.model, run.tokenizer, task_fmt, records, spec, labels=labels)
 

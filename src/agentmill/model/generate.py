@@ -147,11 +147,14 @@ def generate(model, tokenizer, messages: list[dict], max_new_tokens: int = 256, 
 
 @torch.no_grad()
 def generate_batch(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 64,
-                   batch_size: int = 16) -> list[str]:
-    """Greedy answers to many conversations, in order; left-padded batches of similar length."""
+                   batch_size: int = 16, tools: list[list[dict] | None] | None = None) -> list[str]:
+    """Greedy answers to many conversations, in order; left-padded batches of similar length.
+
+    `tools`: the tool schemas shown with each conversation (None: no tools)."""
     if not conversations:
         return []
-    prompts = [_prompt_ids(tokenizer, conv) for conv in conversations]
+    tools = tools or [None] * len(conversations)
+    prompts = [_prompt_ids(tokenizer, conv, t) for conv, t in zip(conversations, tools)]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # less padding
     stops, pad = _stop_ids(tokenizer), _pad_id(tokenizer)
     device = _device(model)

@@ -9,6 +9,7 @@ as is to `generate`, `score_continuations` or the evaluator (no context manager 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -27,6 +28,9 @@ def _unfinished_hint(run_dir: Path) -> str:
 
 def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+ROUTER = "router"  # adapter name of the task router (a reserved task name)
 
 
 class RunModel:
@@ -83,6 +87,12 @@ class RunModel:
                     raise AgentmillError(f"{run_dir}: the adapter of task '{name}' ({path}) is missing "
                                          f"or has no adapter_config.json")
                 adapters.append((name, path))
+        router = manifest.get("router") or None
+        if router:
+            path = run_dir / router["adapter"]
+            if not (path / "adapter_config.json").exists():
+                raise AgentmillError(f"{run_dir}: the router adapter {path} is missing or has no adapter_config.json")
+            adapters.append((ROUTER, path))
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -136,6 +146,22 @@ class RunModel:
             else:
                 self.model.base_model.disable_adapter_layers()
         self.task = name
+
+    @contextlib.contextmanager
+    def adapter(self, name: str):
+        """Run a block with adapter `name` active (e.g. the router), then restore the task's."""
+        if name not in self._adapters:
+            raise AgentmillError(f"this run has no adapter '{name}'")
+        self.model.set_adapter(name, inference_mode=True)
+        self.model.base_model.enable_adapter_layers()
+        try:
+            yield self.model
+        finally:
+            self.use_task(self.task)
+
+    @property
+    def has_router(self) -> bool:
+        return ROUTER in self._adapters and bool(self.manifest.get("router"))
 
     @property
     def label(self) -> str:

@@ -40,6 +40,7 @@ class StageContext:
     resume: bool = False
     progress: Any = None
     tasks: dict[str, dict] = field(default_factory=dict)  # manifest "tasks"
+    router: dict | None = None  # manifest "router": adapter, labels, held-out file
 
     def dataset(self, spec: DataSpec) -> Dataset:
         return self.datasets[str(spec.path)]
@@ -74,6 +75,33 @@ def examples_of(ctx: StageContext, specs: list[DataSpec], spec: TrainSpec, part:
         if records:
             out += encode_records(ctx.tokenizer, records, s.format, spec, labels=labels or ds.labels)
     return out
+
+
+def replay_examples(ctx: StageContext, index: int, stage, n_new: int, spec: TrainSpec) -> list[Example]:
+    """`stage.replay * n_new` training examples of the supervised stages before stage `index`.
+
+    Drawn deterministically and spread evenly over those stages' data specs, so a small task
+    is not drowned by a large one. Merged stage adapters overwrite what earlier stages taught
+    (measured on the example: intent accuracy 0.92 after finetune, 0.82 after two more stages);
+    a little replay keeps it.
+    """
+    fraction = getattr(stage, "replay", 0.0)
+    if not fraction or n_new == 0:
+        return []
+    specs: list[DataSpec] = []
+    for earlier in ctx.recipe.stages[:index - 1]:
+        if earlier.stage == "dialogue":
+            specs += earlier.data
+        elif earlier.stage in ("finetune", "crosstask"):
+            specs += [t.data for t in earlier.tasks]
+    pools = [p for p in (examples_of(ctx, [s], spec) for s in specs) if p]
+    if not pools:
+        return []
+    rng = random.Random(ctx.recipe.seed + index)
+    for pool in pools:
+        rng.shuffle(pool)
+    want = round(fraction * n_new)
+    return [pools[i % len(pools)][(i // len(pools)) % len(pools[i % len(pools)])] for i in range(want)]
 
 
 def lora_config(recipe: Recipe):
@@ -172,6 +200,8 @@ def run_data_stage(ctx: StageContext, stage, index: int, eval_name: str) -> dict
     heldout = [(eval_name, s) for s in (stage.eval_data or stage.data)]
 
     train = examples_of(ctx, stage.data, spec)
+    n_new = len(train)
+    train += replay_examples(ctx, index, stage, len(train), spec)
     eval_examples = examples_of(ctx, stage.eval_data or stage.data, spec, part="heldout")
     before = eval_datasets(ctx, ctx.model, heldout, spec).get(eval_name, {})
     model, result = train_adapter(ctx, stage_dir, train, eval_examples, spec, stage=stage.stage)
@@ -179,4 +209,5 @@ def run_data_stage(ctx: StageContext, stage, index: int, eval_name: str) -> dict
     adapter = keep_result(ctx, model, stage_dir)
 
     return finish_stage(stage_dir, {"stage": stage.stage, "index": index, "adapter": adapter,
-                                    "before": before, "after": after, **summary(result)})
+                                    "before": before, "after": after, **summary(result),
+                                    "replayed_examples": len(train) - n_new})

@@ -14,9 +14,11 @@ import random
 
 from agentmill.paths import write_json_atomic
 from agentmill.config import CrosstaskStage
+from agentmill.data.formats import Record
 from agentmill.data.render import Example
+from agentmill.eval.evaluate import encode_records, evaluate_task
 from agentmill.train.common import (StageContext, eval_datasets, examples_of, finish_stage, keep_result,
-                                    replay_stage, stage_dir_of, summary, train_adapter)
+                                    replay_examples, replay_stage, stage_dir_of, summary, train_adapter)
 
 
 def mix(per_task: list[list[Example]], weights: list[float], temperature: float, seed: int) -> list[Example]:
@@ -47,19 +49,74 @@ def run(ctx: StageContext, stage: CrosstaskStage, index: int) -> dict:
     else:
         per_task = [examples_of(ctx, [t.data], spec) for t in stage.tasks]
         train = mix(per_task, [t.weight for t in stage.tasks], stage.temperature, ctx.recipe.seed)
+        replayed = replay_examples(ctx, index, stage, len(train), spec)
+        train += replayed
         eval_examples = [e for t in stage.tasks for e in examples_of(ctx, [t.eval_data or t.data], spec, "heldout")]
-        before = eval_datasets(ctx, ctx.model, heldout, spec)
+        # "before" without generation (tool-use metrics of an untrained model are 0 and cost minutes);
+        # in per_task mode "after" is measured on each task's own adapter below, not on the shared one
+        before = eval_datasets(ctx, ctx.model, heldout, spec, generate=False)
         model, result = train_adapter(ctx, stage_dir, train, eval_examples, spec, stage="crosstask")
-        after = eval_datasets(ctx, model, heldout, spec)
+        after = eval_datasets(ctx, model, heldout, spec) if stage.mode == "shared" else {}
         adapter = keep_result(ctx, model, stage_dir)
         record = finish_stage(stage_dir, {"stage": "crosstask", "index": index, "adapter": adapter,
-                                          "before": before, "after": after, **summary(result)})
+                                          "before": before, "after": after, **summary(result),
+                                          "replayed_examples": len(replayed)})
     if stage.mode == "per_task":
         task_spec = ctx.recipe.stage_train(stage, stage.per_task_train)
         record["per_task"] = {t.name: _task_adapter(ctx, index, t, task_spec) for t in stage.tasks}
         for t in stage.tasks:
             ctx.tasks[t.name]["adapter"] = f"adapters/{t.name}"
             record["after"][t.name] = record["per_task"][t.name]["after"]
+        if stage.router and len(stage.tasks) > 1:
+            record["router"] = _router_adapter(ctx, index, stage)
+            ctx.router = {"adapter": "adapters/router", "labels": sorted(t.name for t in stage.tasks),
+                          "heldout": "adapters/router/heldout.jsonl"}
+            record["after"]["router"] = record["router"]["after"]
+    return record
+
+
+def router_records(ctx: StageContext, stage: CrosstaskStage, part: str) -> list[Record]:
+    """Classification records "first user message -> task name" from the tasks' own data."""
+    out = []
+    for t in stage.tasks:
+        ds = ctx.dataset(t.data if part == "train" else (t.eval_data or t.data))
+        for r in (ds.train if part == "train" else ds.heldout):
+            text = first_user_text(r)
+            if text:
+                out.append(Record(source=r.source, text=text, label=t.name))
+    return out
+
+
+def first_user_text(record: Record) -> str | None:
+    if record.messages is None:
+        return record.text
+    return next((m["content"] for m in record.messages if m["role"] == "user" and m.get("content")), None)
+
+
+def _router_adapter(ctx: StageContext, index: int, stage: CrosstaskStage) -> dict:
+    """The router: a classification adapter over the task names, on the shared backbone."""
+    out = ctx.work_dir / "adapters" / "router"
+    done = out / "done.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    spec = ctx.recipe.stage_train(stage, stage.router_train)
+    labels = sorted(t.name for t in stage.tasks)
+    train_records, held_records = router_records(ctx, stage, "train"), router_records(ctx, stage, "heldout")
+    task_dir = stage_dir_of(ctx, index, "crosstask-router")
+    task_dir.mkdir(parents=True, exist_ok=True)
+    train = encode_records(ctx.tokenizer, train_records, "classification", spec, labels=labels)
+    held = encode_records(ctx.tokenizer, held_records, "classification", spec, labels=labels) if held_records else []
+    model, result = train_adapter(ctx, task_dir, train, held, spec, stage="crosstask", task="router")
+    after = evaluate_task(model, ctx.tokenizer, "classification", held_records, spec, labels=labels,
+                          accelerator=ctx.accelerator) if held_records else {}
+    model.save_pretrained(out)
+    ctx.model = model.unload()
+    with (out / "heldout.jsonl").open("w") as f:  # `agentmill eval` re-scores the router on it
+        for r in held_records:
+            f.write(json.dumps({"text": r.text, "label": r.label}, ensure_ascii=False) + "\n")
+    record = {"after": after, "labels": labels, **summary(result)}
+    write_json_atomic(done, record)
+    write_json_atomic(task_dir / "done.json", record)
     return record
 
 

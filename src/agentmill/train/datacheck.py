@@ -9,13 +9,14 @@ from rich.table import Table
 from agentmill.config import load_recipe
 from agentmill.model.load import load_tokenizer
 from agentmill.train.common import StageContext
-from agentmill.train.pipeline import check_encoding, load_datasets
+from agentmill.train.pipeline import apply_task_prompts, check_encoding, load_datasets
 
 
 def check_recipe_data(recipe_path: Path, overrides: list[str], console) -> dict[str, dict]:
     """Validate every file in full; print records, tokens and truncations per file."""
     recipe = load_recipe(recipe_path, overrides)
     datasets = load_datasets(recipe)
+    apply_task_prompts(recipe, datasets)
     tokenizer = load_tokenizer(recipe.base_model)
     ctx = StageContext(recipe=recipe, tokenizer=tokenizer, model=None, accelerator=None,
                        work_dir=Path("."), logger=None, datasets=datasets)

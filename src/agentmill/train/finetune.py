@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from agentmill.config import FinetuneStage
 from agentmill.train.common import (StageContext, eval_datasets, examples_of, finish_stage, keep_result,
-                                    replay_stage, stage_dir_of, summary, train_adapter)
+                                    replay_examples, replay_stage, stage_dir_of, summary, train_adapter)
 
 
 def run(ctx: StageContext, stage: FinetuneStage, index: int) -> dict:
@@ -23,6 +23,8 @@ def run(ctx: StageContext, stage: FinetuneStage, index: int) -> dict:
     heldout = [(t.name, t.eval_data or t.data) for t in stage.tasks]
 
     train = [e for t in stage.tasks for e in examples_of(ctx, [t.data], spec)]
+    replayed = replay_examples(ctx, index, stage, len(train), spec)
+    train += replayed
     eval_examples = [e for t in stage.tasks for e in examples_of(ctx, [t.eval_data or t.data], spec, "heldout",
                                                                  labels=ctx.dataset(t.data).labels)]
     before = eval_datasets(ctx, ctx.model, heldout, spec)
@@ -31,7 +33,8 @@ def run(ctx: StageContext, stage: FinetuneStage, index: int) -> dict:
     adapter = keep_result(ctx, model, stage_dir)
 
     return finish_stage(stage_dir, {"stage": "finetune", "index": index, "adapter": adapter,
-                                    "before": before, "after": after, **summary(result)})
+                                    "before": before, "after": after, **summary(result),
+                                    "replayed_examples": len(replayed)})
 
 
 def _labels(ctx: StageContext, task) -> dict:

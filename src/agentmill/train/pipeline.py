@@ -18,6 +18,7 @@ import torch
 from agentmill import __version__
 from agentmill.paths import write_json_atomic
 from agentmill.config import Recipe, dump_recipe
+from agentmill.data.formats import apply_task_prompt
 from agentmill.errors import AgentmillError, DataError
 from agentmill.train import crosstask, dialogue, finetune, pretrain
 from agentmill.train.common import Dataset, StageContext, read_all, split_heldout
@@ -79,6 +80,26 @@ def load_datasets(recipe: Recipe) -> dict[str, Dataset]:
     if problems:
         raise DataError(problems, total=total)
     return datasets
+
+
+def apply_task_prompts(recipe: Recipe, datasets: dict[str, Dataset]) -> None:
+    """Give every chat/instruction record of a task the task's system prompt and tool schemas.
+
+    The agent prompts a task with exactly these (agent/prompt.py reads them from the manifest),
+    so training and run time render the same system message and tool list by construction.
+    Records that bring their own system message or `tools` keep them.
+    """
+    tasks = [t for t in recipe.tasks() if t.system or t.tools]
+    if not tasks:
+        return
+    from agentmill.tools.setup import registry_from_spec
+
+    registry = registry_from_spec(recipe.tools.model_dump(mode="json"))
+    for task in tasks:
+        schemas = registry.subset(task.tools).schemas() if task.tools else None
+        for spec in [task.data] + ([task.eval_data] if task.eval_data else []):
+            ds = datasets[str(spec.path)]
+            apply_task_prompt(ds.train + ds.heldout, spec.format, task.system, schemas)
 
 
 def check_encoding(ctx: StageContext) -> dict[str, dict]:
@@ -150,6 +171,7 @@ def train_recipe(recipe: Recipe, out: Path | None = None, resume: bool = False, 
 
     hf_logging.disable_progress_bar()  # our own progress bars only
     datasets = load_datasets(recipe)
+    apply_task_prompts(recipe, datasets)
     tokenizer = load_tokenizer(recipe.base_model)
     from accelerate.state import AcceleratorState
 
@@ -193,15 +215,28 @@ def train_recipe(recipe: Recipe, out: Path | None = None, resume: bool = False, 
             "agentmill_version": __version__, "backbone": "model", "method": recipe.method,
             "template": {"chat_template": tokenizer.chat_template, "eos_token": tokenizer.eos_token},
             "precision": accelerator.mixed_precision, "stages": records, "tasks": _tasks_with_eval(ctx),
+            "router": ctx.router, "tools": recipe.tools.model_dump(mode="json"),
         }
         write_json_atomic(work / "manifest.json", manifest)
         if console is not None:
             console.print("[bold]final evaluation[/] of every task")
-        evaluate_run(work, console=console, allow_partial=True)
+        evaluate_run(work, console=console, allow_partial=True, known=_final_metrics(records))
         write_report(work)
         os.replace(work, out)
     accelerator.wait_for_everyone()
     return out
+
+
+def _final_metrics(records: list[dict]) -> dict[str, dict]:
+    """Metrics already measured on the final model: per-task adapters and the router are trained
+    last and never change after their own evaluation, so the final evaluation reuses them."""
+    known = {}
+    for record in records:
+        for task, result in (record.get("per_task") or {}).items():
+            known[task] = result["after"]
+        if record.get("router"):
+            known["router"] = record["router"]["after"]
+    return known
 
 
 def _tasks_with_eval(ctx: StageContext) -> dict:
@@ -209,6 +244,7 @@ def _tasks_with_eval(ctx: StageContext) -> dict:
     for task in ctx.recipe.tasks():
         spec = task.eval_data or task.data
         info = dict(ctx.tasks.get(task.name, {}))
+        info.update({"system": task.system, "tools": list(task.tools)})
         info["eval_data"] = {"path": str(spec.path), "format": spec.format,
                              "split": "all" if task.eval_data else "heldout"}
         tasks[task.name] = info

@@ -1,53 +1,87 @@
-"""Multi-turn chat with a run in the terminal (rich), answers streamed as they are generated.
+"""Multi-turn chat with a run's agent in the terminal (rich), answers streamed as they are generated.
 
-Commands: ``/reset`` clears the history, ``/task NAME`` switches task (``/task`` alone lists
-them, ``/task base`` drops back to the bare backbone), ``/quit`` ends (so do EOF and Ctrl-C).
-The input function is injectable so tests and the demo can script a conversation.
+Each message is routed (the chosen task is shown as ``[task]`` before the answer), may call
+tools (shown as ``→ tool(args)`` and ``← result``), and is stored in the session store when
+one is given, so ``agentmill chat RUN_DIR --session ID`` picks the conversation up again.
+Commands: ``/reset`` starts a new conversation, ``/task NAME`` forces a task (``/task`` alone
+lists them, ``/task auto`` gives routing back to the router, ``/task base`` uses the bare
+backbone), ``/quit`` ends (so do EOF and Ctrl-C). The input function is injectable so tests
+and the demo can script a conversation.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from rich.console import Console
 from rich.markup import escape
 
+from agentmill.agent.agent import BASE, Agent, Budgets
+from agentmill.agent.steps import to_messages
 from agentmill.errors import AgentmillError
-from agentmill.model.generate import generate_stream
 
-HELP = ("commands: [bold]/reset[/] clear the history · [bold]/task NAME[/] switch task "
-        "([bold]/task[/] lists them, [bold]/task base[/] = no adapter) · [bold]/quit[/] end")
+HELP = ("commands: [bold]/reset[/] new conversation · [bold]/task NAME[/] force a task "
+        "([bold]/task[/] lists them, [bold]/task auto[/] = router, [bold]/task base[/] = no adapter) · "
+        "[bold]/quit[/] end")
+AUTO = "auto"
 
 
 class _Session:
-    """State of one chat: the run, the history and the console; `handle` processes one input line."""
+    """One chat: the agent and the console; `handle` processes one input line."""
 
-    def __init__(self, run, console: Console, max_new_tokens: int):
-        self.run = run
+    def __init__(self, agent: Agent, console: Console):
+        self.agent = agent
         self.console = console
-        self.max_new_tokens = max_new_tokens
-        self.history: list[dict] = []
+        self.run = agent.run
+
+    @property
+    def label(self) -> str:
+        forced = self.agent.forced_task
+        if forced:
+            return forced
+        return AUTO if self.agent.router.available else BASE
 
     def list_tasks(self) -> None:
         rows = []
         for name in self.run.tasks:
             info = self.run.task_info(name)
-            mark = "*" if name == self.run.task else " "
+            mark = "*" if name == self.agent.forced_task else " "
             kind = "adapter" if self.run.has_adapter(name) else "backbone"
-            rows.append(f" {mark} {escape(name)}  [dim]({info.get('format', '?')}, {kind})[/]")
-        mark = "*" if self.run.task is None else " "
+            tools = f", tools: {', '.join(info['tools'])}" if info.get("tools") else ""
+            rows.append(f" {mark} {escape(name)}  [dim]({info.get('format', '?')}, {kind}{tools})[/]")
+        if self.agent.router.available:
+            mark = "*" if self.agent.forced_task is None else " "
+            rows.append(f" {mark} auto  [dim](the router picks a task for each message)[/]")
+        mark = "*" if self.agent.forced_task == BASE or (self.agent.forced_task is None
+                                                          and not self.agent.router.available) else " "
         rows.append(f" {mark} base  [dim](backbone, no adapter)[/]")
         self.console.print("tasks:\n" + "\n".join(rows))
 
     def switch(self, name: str) -> None:
-        target = None if name == "base" and "base" not in self.run.tasks else name
-        try:
-            self.run.use_task(target)
-        except AgentmillError as err:
-            self.console.print(f"[red]error:[/] {escape(str(err))}")
+        if name == AUTO and self.agent.router.available:
+            self.agent.forced_task = None
+        elif name == BASE and BASE not in self.run.tasks:
+            self.agent.forced_task = BASE
+        elif name not in self.run.tasks:
+            listed = ", ".join(self.run.tasks) or "(none)"
+            self.console.print(f"[red]error:[/] unknown task '{escape(name)}'; tasks of this run: {escape(listed)}")
             return
-        self.console.print(f"[dim]now answering as[/] [bold]\\[{escape(self.run.label)}][/] "
-                           f"[dim](history kept: {len(self.history)} messages; /reset to clear)[/]")
+        else:
+            self.agent.forced_task = name
+        self.run.use_task(None if self.agent.forced_task in (None, BASE) else self.agent.forced_task)
+        history = len(to_messages(self.agent.steps))
+        self.console.print(f"[dim]now answering as[/] [bold]\\[{escape(self.label)}][/] "
+                           f"[dim](history kept: {history} messages; /reset to clear)[/]")
+
+    def reset(self) -> None:
+        agent = self.agent
+        agent.steps.clear()
+        if agent.store is not None:
+            agent.session_id = agent.store.create(run=str(self.run.run_dir or "")).id
+            self.console.print(f"[dim]history cleared; new session {agent.session_id}[/]")
+        else:
+            self.console.print("[dim]history cleared[/]")
 
     def command(self, line: str) -> bool:
         """Run a /command; False when the chat should end."""
@@ -56,8 +90,7 @@ class _Session:
         if name in ("quit", "exit", "q"):
             return False
         if name == "reset":
-            self.history.clear()
-            self.console.print("[dim]history cleared[/]")
+            self.reset()
         elif name == "task":
             if arg:
                 self.switch(arg)
@@ -69,33 +102,62 @@ class _Session:
             self.console.print(HELP)
         return True
 
+    def on_event(self, kind: str, payload) -> None:
+        c = self.console
+        if kind == "route":
+            c.print(f"[bold cyan]\\[{escape(payload.task or BASE)}][/] ", end="")
+        elif kind == "token":
+            c.print(payload, end="", markup=False, highlight=False, soft_wrap=True)
+        elif kind == "tool_call":
+            fn = payload["function"]
+            c.print(f"\n  [magenta]→ {escape(fn['name'])}[/]({escape(json.dumps(fn['arguments'], ensure_ascii=False))})")
+        elif kind == "tool_result":
+            style = "red" if payload.error else "green"
+            c.print(f"  [{style}]← {escape(payload.content[:400])}[/]")
+            c.print(f"[bold cyan]\\[{escape(self.agent._task() or BASE)}][/] ", end="")
+        elif kind == "notice":
+            c.print(f"\n[yellow]{escape(payload.text)}[/]", end="" if payload.reason == "trim" else "\n")
+
     def answer(self, text: str) -> str:
-        self.history.append({"role": "user", "content": text})
-        self.console.print(f"[bold cyan]\\[{escape(self.run.label)}][/] ", end="")
-        parts: list[str] = []
         try:
-            for piece in generate_stream(self.run.model, self.run.tokenizer, list(self.history),
-                                         max_new_tokens=self.max_new_tokens):
-                parts.append(piece)
-                self.console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
+            result = self.agent.turn(text, on_event=self.on_event)
         except KeyboardInterrupt:
             self.console.print()
-            self.history.pop()
             raise
         self.console.print()
-        answer = "".join(parts)
-        self.history.append({"role": "assistant", "content": answer})
-        return answer
+        return result.answer
+
+
+def _agent(run, tools, store, session_id, budgets) -> Agent:
+    if tools is None:
+        from agentmill.tools.setup import registry_for_run
+
+        tools = registry_for_run(run)
+    if store is not None and session_id:
+        return Agent.resume(run, tools, store, session_id, budgets=budgets or Budgets())
+    agent = Agent(run, tools, budgets=budgets or Budgets(), store=store)
+    if store is not None:
+        agent.session_id = store.create(run=str(run.run_dir or "")).id
+    return agent
 
 
 def chat_loop(run, task: str | None = None, console: Console | None = None, input_fn: Callable[[str], str] = input,
-              max_new_tokens: int = 256) -> list[dict]:
-    """Chat until /quit, EOF or Ctrl-C; returns the final history."""
+              max_new_tokens: int = 256, tools=None, store=None, session_id: str | None = None,
+              budgets: Budgets | None = None) -> list[dict]:
+    """Chat until /quit, EOF or Ctrl-C; returns the conversation (OpenAI messages)."""
     console = console or Console()
-    session = _Session(run, console, max_new_tokens)
-    run.use_task(task)  # an unknown starting task is an error for the caller (the CLI prints it)
+    budgets = budgets or Budgets(max_new_tokens=max_new_tokens)
+    if task is not None and task not in (BASE, AUTO) and task not in run.tasks:
+        raise AgentmillError(f"unknown task '{task}'; tasks of this run: {', '.join(run.tasks) or '(none)'}")
+    session = _Session(_agent(run, tools, store, session_id, budgets), console)
+    if task is not None:
+        session.agent.forced_task = None if task == AUTO else task
+    run.use_task(None if session.agent.forced_task in (None, BASE) else session.agent.forced_task)
+    where = f", session {session.agent.session_id}" if session.agent.session_id else ""
     console.print(f"[bold]agentmill chat[/] — {escape(str(run.manifest.get('name') or run.run_dir or 'model'))}, "
-                  f"task [bold]{escape(run.label)}[/]. {HELP}")
+                  f"task [bold]{escape(session.label)}[/]{where}. {HELP}")
+    if session_id:
+        console.print(f"[dim]resumed: {len(to_messages(session.agent.steps))} earlier messages[/]")
     while True:
         try:
             line = input_fn("you> ")
@@ -116,16 +178,17 @@ def chat_loop(run, task: str | None = None, console: Console | None = None, inpu
         except AgentmillError as err:
             console.print(f"[red]error:[/] {escape(str(err))}")
     console.print("[dim]bye[/]")
-    return session.history
+    return to_messages(session.agent.steps)
 
 
 def scripted_chat(run, lines: list[str], task: str | None = None, console: Console | None = None,
-                  max_new_tokens: int = 256) -> list[tuple[str, str]]:
+                  max_new_tokens: int = 256, tools=None, store=None) -> list[tuple[str, str]]:
     """Play `lines` as user input (commands included, printed like typed); returns (user, answer) pairs."""
     console = console or Console()
     pairs: list[tuple[str, str]] = []
-    session = _Session(run, console, max_new_tokens)
-    run.use_task(task)
+    session = _Session(_agent(run, tools, store, None, Budgets(max_new_tokens=max_new_tokens)), console)
+    if task is not None:
+        session.agent.forced_task = task
     for line in lines:
         line = line.strip()
         if not line:

@@ -1,0 +1,174 @@
+"""Tool-use conversations for the finance-advisor example (imported by generate.py).
+
+Every tool result in the data is produced by running the real built-in tool
+(`agentmill.tools`), and every number in the answer after it is copied from that result,
+so the model learns to call the tool and to report what it returned. Arguments follow one
+convention per tool, which is what makes "exactly the right arguments" learnable:
+  loan_payment       principal, annual_rate_percent, years (as stated by the user)
+  compound_interest  principal, annual_rate_percent, years, compounds_per_year (1, 4 or 12)
+  calculator         a plain expression of the user's numbers ("2340 * 15 / 100")
+  account_lookup     the account id as written ("NW-10234")
+  knowledge_search   the user's question, verbatim
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ADVISOR_TOOLS = ["calculator", "loan_payment", "compound_interest"]
+CS_TOOLS = ["account_lookup", "knowledge_search"]
+FREQS = {"annually": 1, "quarterly": 4, "monthly": 12}
+
+
+class Tools:
+    """The real built-in tools, configured like the example recipe."""
+
+    def __init__(self, knowledge_folder: Path, database: Path):
+        from agentmill.tools.builtin import builtin_tools
+
+        self.registry = builtin_tools({"knowledge_search": {"folder": str(knowledge_folder)},
+                                       "account_lookup": {"database": str(database)}}, base_dir=HERE)
+
+    def run(self, name: str, arguments: dict) -> str:
+        return self.registry.get(name).run(arguments)
+
+
+def accounts(database: Path) -> list[dict]:
+    """The demo bank's accounts, read from its SQL script."""
+    db = sqlite3.connect(":memory:")
+    db.executescript(database.read_text(encoding="utf-8"))
+    cols = [c[1] for c in db.execute("PRAGMA table_info(accounts)")]
+    return [dict(zip(cols, row)) for row in db.execute("SELECT * FROM accounts ORDER BY account_id")]
+
+
+def _num(text: str):
+    value = Decimal(text)
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def usd(x) -> str:
+    value = Decimal(str(x)).quantize(Decimal("0.01"))
+    return f"-${-value:,}" if value < 0 else f"${value:,}"
+
+
+def usd0(x) -> str:
+    return f"${int(x):,}"
+
+
+def call(name: str, arguments: dict) -> dict:
+    return {"role": "assistant", "content": None,
+            "tool_calls": [{"type": "function", "function": {"name": name, "arguments": arguments}}]}
+
+
+def used(tools: Tools, messages: list, name: str, arguments: dict) -> dict:
+    """Append the call and the tool's real result; returns the parsed result."""
+    content = tools.run(name, arguments)
+    messages += [call(name, arguments), {"role": "tool", "name": name, "content": content}]
+    return json.loads(content)
+
+
+# ---------------------------------------------------------------- finance advisor
+
+def loan(rng, tools: Tools, rates, kinds) -> dict:
+    p, rate, years = rng.randrange(4, 101) * 500, rng.choice(rates), rng.choice([2, 3, 4, 5, 6])
+    q = rng.choice([f"I want to borrow {usd0(p)} for {years} years at {rate}% APR. What would my monthly payment be?",
+                    f"What's the monthly payment on a {usd0(p)} loan at {rate}% over {years} years?",
+                    f"If I take a {usd0(p)} {rng.choice(kinds)} at {rate}% interest for {years} years, "
+                    "how much will I pay each month?",
+                    f"How much would I pay per month on {usd0(p)} borrowed at {rate}% APR for {years} years?"])
+    messages = [{"role": "user", "content": q}]
+    r = used(tools, messages, "loan_payment", {"principal": p, "annual_rate_percent": _num(rate), "years": years})
+    messages.append({"role": "assistant", "content": f"Your monthly payment would be {usd(r['monthly_payment'])}. "
+                                                     f"Over {years} years that is {usd(r['total_paid'])} in total."})
+    if rng.random() < 0.3:
+        y2 = rng.choice([y for y in (2, 3, 4, 5, 6, 7) if y != years])
+        messages.append({"role": "user", "content": rng.choice([f"What if I take {y2} years instead?",
+                                                                 f"And over {y2} years?"])})
+        r = used(tools, messages, "loan_payment", {"principal": p, "annual_rate_percent": _num(rate), "years": y2})
+        messages.append({"role": "assistant", "content": f"Over {y2} years the monthly payment would be "
+                                                         f"{usd(r['monthly_payment'])}, or {usd(r['total_paid'])} in total."})
+    return {"messages": messages}
+
+
+def compound(rng, tools: Tools, rates) -> dict:
+    p, rate, years = rng.randrange(2, 81) * 250, rng.choice(rates), rng.randrange(2, 26)
+    freq = rng.choice(list(FREQS))
+    q = rng.choice([f"If I invest {usd0(p)} at {rate}% compounded {freq} for {years} years, how much will I have?",
+                    f"How much will {usd0(p)} grow to in {years} years at {rate}% interest, compounded {freq}?",
+                    f"I'm putting {usd0(p)} in savings at {rate}% compounded {freq}. What will it be worth after {years} years?"])
+    messages = [{"role": "user", "content": q}]
+    args = {"principal": p, "annual_rate_percent": _num(rate), "years": years, "compounds_per_year": FREQS[freq]}
+    r = used(tools, messages, "compound_interest", args)
+    messages.append({"role": "assistant", "content": f"You would have {usd(r['final_amount'])} after {years} years, "
+                                                     f"which includes {usd(r['interest_earned'])} of interest."})
+    return {"messages": messages}
+
+
+def calculation(rng, tools: Tools) -> dict:
+    kind = rng.randrange(4)
+    if kind == 0:
+        pct, amount = rng.choice([5, 10, 12, 15, 18, 20, 25, 30]), rng.randrange(20, 500) * 10
+        q, expr = f"What is {pct}% of {usd0(amount)}?", f"{amount} * {pct} / 100"
+        answer = lambda v: f"{pct}% of {usd0(amount)} is {usd(v)}."
+    elif kind == 1:
+        x = rng.randrange(15, 400)
+        q, expr = rng.choice([f"If I spend {usd0(x)} a week, how much is that per year?",
+                              f"I spend about {usd0(x)} every week. What does that add up to in a year?"]), f"{x} * 52"
+        answer = lambda v: f"That is {usd(v)} per year."
+    elif kind == 2:
+        x = rng.randrange(20, 150) * 50
+        q, expr = rng.choice([f"I take home {usd0(x)} a month. How much is that per year?",
+                              f"What is {usd0(x)} a month over a whole year?"]), f"{x} * 12"
+        answer = lambda v: f"That is {usd(v)} per year."
+    else:
+        x, n = rng.randrange(40, 900), rng.choice([2, 3, 4, 5, 6])
+        q, expr = f"We need to split a {usd0(x)} bill between {n} people. How much does each pay?", f"{x} / {n}"
+        answer = lambda v: f"Each person pays {usd(v)}."
+    messages = [{"role": "user", "content": q}]
+    content = tools.run("calculator", {"expression": expr})
+    messages += [call("calculator", {"expression": expr}), {"role": "tool", "name": "calculator", "content": content}]
+    value = json.loads(content)
+    value = value["result"] if isinstance(value, dict) else value
+    messages.append({"role": "assistant", "content": answer(round(float(value), 2))})
+    return {"messages": messages}
+
+
+# ---------------------------------------------------------------- customer service
+
+def account_question(rng, tools: Tools, accounts_: list[dict]) -> dict:
+    a = rng.choice(accounts_)
+    account_id = a["account_id"]
+    q = rng.choice([f"What's the balance on account {account_id}?", f"Can you check account {account_id} for me?",
+                    f"How much money is in {account_id}?", f"Is my account {account_id} active?",
+                    f"Please look up account {account_id}."])
+    messages = [{"role": "user", "content": q}]
+    r = used(tools, messages, "account_lookup", {"account_id": account_id})
+    if r["type"] == "credit":
+        state = f"{usd(-r['balance'])} owed" if r["balance"] < 0 else f"a balance of {usd(r['balance'])}"
+    else:
+        state = f"a balance of {usd(r['balance'])}" + (" (overdrawn)" if r["balance"] < 0 else "")
+    messages.append({"role": "assistant", "content": f"Account {account_id} is a {r['type']} account with "
+                                                     f"{state}; it is {r['status']}."})
+    return {"messages": messages}
+
+
+def knowledge_question(rng, tools: Tools, faq_pairs: list[tuple[str, str]]) -> dict:
+    q, a = rng.choice(faq_pairs)
+    messages = [{"role": "user", "content": q}]
+    used(tools, messages, "knowledge_search", {"query": q})
+    messages.append({"role": "assistant", "content": a})
+    return {"messages": messages}
+
+
+def knowledge_documents(faq: list, folder: Path) -> None:
+    """One markdown page per FAQ topic: the knowledge_search corpus, consistent with the answers."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.md"):
+        old.unlink()
+    for topic, questions, answer in faq:
+        title = questions[0].rstrip("?")
+        (folder / f"{topic}.md").write_text(f"# {title}\n\n{answer}\n", encoding="utf-8")

@@ -1,0 +1,209 @@
+"""The session store in one SQLite file: acknowledged writes are durable, several processes may write.
+
+Durability: WAL journal with `synchronous=FULL` fsyncs the log at every commit, and `append`
+returns only after COMMIT, so an acknowledged message survives the writer being killed.
+Concurrency: each write takes the database's write lock up front (`BEGIN IMMEDIATE`) and waits
+up to `busy_timeout` seconds for it; the next seq is read inside that transaction, so two
+writers can never pick the same seq or lose a message.
+Threads: one connection per store, shared by all threads under a lock. SQLite serialises
+writers anyway and every operation here takes milliseconds, so per-thread connections would buy
+little and leak a connection per worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from agentmill.store.schema import MESSAGE_COLUMNS, SCHEMA, SCHEMA_VERSION, message_from_row, message_row
+from agentmill.store.sessions import (
+    Session,
+    SessionExists,
+    SessionNotFound,
+    SessionStore,
+    StoredMessage,
+    StoreError,
+)
+
+
+class SQLiteSessionStore(SessionStore):
+    """Sessions in the SQLite file at `path` (created, with its folder, if missing)."""
+
+    def __init__(self, path: str | os.PathLike, busy_timeout: float = 30.0):
+        self.path = Path(path).expanduser()
+        self._lock = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: no implicit transactions; every write says BEGIN IMMEDIATE itself.
+            self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
+                                       check_same_thread=False)
+        except (OSError, sqlite3.Error) as err:
+            raise StoreError(f"cannot open the session store {self.path}: {err}") from err
+        try:
+            self._use_wal(busy_timeout)
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except sqlite3.Error as err:
+            self._db.close()
+            raise StoreError(f"{self.path} is not a usable session store: {err}") from err
+        except BaseException:
+            self._db.close()
+            raise
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def create(self, title: str = "", run: str | None = None, session_id: str | None = None) -> Session:
+        if session_id is not None and (not isinstance(session_id, str) or not session_id):
+            raise StoreError(f"a session id must be a non-empty string, got {session_id!r}")
+        now = time.time()
+        with self._transaction() as db:
+            if session_id is None:
+                session_id = _free_id(db)
+            elif _exists(db, session_id):
+                raise SessionExists(session_id)
+            session = Session(session_id, title, now, now, 0, 0, None if run is None else str(run))
+            db.execute("INSERT INTO sessions (id, title, created, updated, prompt_tokens, "
+                       "completion_tokens, run) VALUES (?, ?, ?, ?, 0, 0, ?)",
+                       (session.id, session.title, now, now, session.run))
+        return session
+
+    def get(self, session_id: str) -> Session:
+        with self._lock:
+            row = self._db.execute("SELECT id, title, created, updated, prompt_tokens, completion_tokens, "
+                                   "run FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        if row is None:
+            raise SessionNotFound(session_id)
+        return Session(*row)
+
+    def list(self, limit: int | None = None) -> list[Session]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, title, created, updated, prompt_tokens, completion_tokens, "
+                                    "run FROM sessions ORDER BY updated DESC, rowid DESC LIMIT ?",
+                                    (-1 if limit is None else limit,)).fetchall()
+        return [Session(*row) for row in rows]
+
+    def add_usage(self, session_id: str, prompt_tokens: int, completion_tokens: int) -> None:
+        self._update_session(session_id, "prompt_tokens = prompt_tokens + ?, "
+                             "completion_tokens = completion_tokens + ?",
+                             (int(prompt_tokens), int(completion_tokens)))
+
+    def rename(self, session_id: str, title: str) -> None:
+        self._update_session(session_id, "title = ?", (title,))
+
+    def delete(self, session_id: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM messages WHERE session_id = ?", (session_id,))
+            if db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount == 0:
+                raise SessionNotFound(session_id)
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def append_many(self, session_id: str, messages: Sequence[StoredMessage]) -> list[int]:
+        batch = [*messages]
+        if not batch:
+            self.get(session_id)
+            return []
+        now = time.time()
+        with self._transaction() as db:
+            if not _exists(db, session_id):
+                raise SessionNotFound(session_id)
+            (last,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE session_id = ?",
+                                 (session_id,)).fetchone()
+            seqs = []
+            # Rows are built inside the transaction on purpose: a bad message half-way through
+            # rolls back the ones already inserted, which is what makes the batch atomic.
+            for position, message in enumerate(batch, 1):
+                seq = last + position
+                db.execute(f"INSERT INTO messages (session_id, {MESSAGE_COLUMNS}) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (session_id, seq, *message_row(message, now, position, len(batch))))
+                seqs.append(seq)
+            db.execute("UPDATE sessions SET updated = MAX(updated, ?) WHERE id = ?", (now, session_id))
+        return seqs
+
+    def messages(self, session_id: str) -> list[StoredMessage]:
+        with self._transaction("DEFERRED") as db:  # one snapshot: existence check and rows agree
+            if not _exists(db, session_id):
+                raise SessionNotFound(session_id)
+            rows = db.execute(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = ? ORDER BY seq",
+                              (session_id,)).fetchall()
+        return [message_from_row(row) for row in rows]
+
+    def message_count(self, session_id: str) -> int:
+        with self._transaction("DEFERRED") as db:
+            if not _exists(db, session_id):
+                raise SessionNotFound(session_id)
+            (count,) = db.execute("SELECT COUNT(*) FROM messages WHERE session_id = ?",
+                                  (session_id,)).fetchone()
+        return count
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
+        """BEGIN ... COMMIT under the thread lock; anything raised inside rolls the whole thing back."""
+        with self._lock:
+            try:
+                self._db.execute(f"BEGIN {mode}")
+            except sqlite3.OperationalError as err:  # e.g. another process held the lock too long
+                raise StoreError(f"session store {self.path}: {err}") from err
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def _update_session(self, session_id: str, assignments: str, values: tuple) -> None:
+        with self._transaction() as db:
+            cursor = db.execute(f"UPDATE sessions SET {assignments}, updated = MAX(updated, ?) WHERE id = ?",
+                                (*values, time.time(), session_id))
+            if cursor.rowcount == 0:
+                raise SessionNotFound(session_id)
+
+    def _use_wal(self, busy_timeout: float) -> None:
+        """Switch the file to WAL, waiting for other openers: when several processes open a new
+        store at once, SQLite answers "locked" to the mode switch at once instead of waiting."""
+        deadline = time.monotonic() + busy_timeout
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    def _migrate(self) -> None:
+        with self._transaction() as db:
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{self.path} was written by a newer agentmill (schema {version}; "
+                                 f"this version reads up to {SCHEMA_VERSION})")
+            if version == 0:
+                for statement in SCHEMA:  # not executescript: it would COMMIT half-way
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _exists(db: sqlite3.Connection, session_id: str) -> bool:
+    return db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is not None
+
+
+def _free_id(db: sqlite3.Connection) -> str:
+    while True:
+        session_id = secrets.token_hex(6)
+        if not _exists(db, session_id):
+            return session_id

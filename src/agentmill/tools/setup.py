@@ -1,0 +1,23 @@
+"""The tool registry of a recipe's ``tools:`` section, or of a trained run (its manifest keeps it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agentmill.tools.builtin import builtin_tools
+from agentmill.tools.registry import ToolRegistry
+
+
+def registry_from_spec(spec: dict | None, base_dir: Path | None = None) -> ToolRegistry:
+    """Built-ins with ``spec["settings"]`` plus every tool of ``spec["modules"]`` (.py files or dotted
+    names). Relative paths are relative to `base_dir`; a loaded recipe's are absolute already."""
+    spec = spec or {}
+    registry = builtin_tools(spec.get("settings"), base_dir)
+    for module in spec.get("modules") or []:
+        registry.load_module(module, base_dir)
+    return registry
+
+
+def registry_for_run(run) -> ToolRegistry:
+    """The tools of a run, from the ``tools`` entry of its manifest (the recipe's, resolved)."""
+    return registry_from_spec((getattr(run, "manifest", None) or {}).get("tools"))
