@@ -36,6 +36,14 @@ def write_data(root: Path) -> None:
                     {"role": "user", "content": f"My name is Ann{i}."}, {"role": "assistant", "content": "Hello!"},
                     {"role": "user", "content": "What is my name?"},
                     {"role": "assistant", "content": f"Your name is Ann{i}."}]}) + "\n")
+    with (data / "cs.jsonl").open("a") as f:  # tool use: cs may call the calculator
+        for i in range(10):
+            f.write(json.dumps({"messages": [
+                {"role": "user", "content": f"What is {i} times 3?"},
+                {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {
+                    "name": "calculator", "arguments": {"expression": f"{i} * 3"}}}]},
+                {"role": "tool", "name": "calculator", "content": str(3 * i)},
+                {"role": "assistant", "content": f"{i} times 3 is {3 * i}."}]}) + "\n")
 
 
 RECIPE = textwrap.dedent("""\
@@ -56,8 +64,10 @@ RECIPE = textwrap.dedent("""\
         data: [{{path: data/dialogues.jsonl, format: chat}}]
       - stage: crosstask
         mode: per_task
+        train: {{max_length: 384}}
         tasks:
-          - {{name: cs, weight: 1.0, data: {{path: data/cs.jsonl, format: chat}}}}
+          - {{name: cs, weight: 1.0, data: {{path: data/cs.jsonl, format: chat}}, system: You help.,
+             tools: [calculator]}}
           - {{name: tutor, weight: 0.5, data: {{path: data/tutor.jsonl, format: chat}}}}
     """)
 
@@ -108,6 +118,24 @@ def test_train_writes_a_complete_run_directory(recipe_path, tmp_path):
     assert "pretrain" in report and "plots/" in report
     resolved = (out / "recipe.yaml").read_text()
     assert "max_steps: 2" in resolved
+    # the router: a classification adapter over the crosstask task names, evaluated on held-out messages
+    assert manifest["router"] == {"adapter": "adapters/router", "labels": ["cs", "tutor"],
+                                  "heldout": "adapters/router/heldout.jsonl"}
+    assert (out / "adapters" / "router" / "adapter_config.json").exists()
+    assert set(ev["tasks"]["router"]) == {"accuracy", "macro_f1"}
+    held = [json.loads(l) for l in (out / "adapters" / "router" / "heldout.jsonl").read_text().splitlines()]
+    assert held and {h["label"] for h in held} <= {"cs", "tutor"}
+    # tools: the task's allow-list and system prompt are in the manifest; tool use is measured
+    assert manifest["tasks"]["cs"]["tools"] == ["calculator"] and manifest["tasks"]["cs"]["system"] == "You help."
+    assert manifest["tools"] == {"modules": [], "settings": {}}
+    assert 0 <= ev["tasks"]["cs"]["tool_call_exact"] <= 1 and ev["tasks"]["cs"]["tool_records"] >= 1
+    assert "tool_call_exact" not in ev["tasks"]["tutor"]
+    from agentmill.agent.router import Router
+    from agentmill.model.run import RunModel
+
+    loaded = RunModel.load(out)
+    task, scores = Router(loaded).route("What is 4 times 3?")
+    assert task in ("cs", "tutor") and set(scores) == {"cs", "tutor"} and scores[task] == max(scores.values())
 
 
 def test_bad_data_is_reported_with_file_and_line_and_nothing_is_written(recipe_path, tmp_path):
@@ -230,3 +258,30 @@ def test_replay_draws_evenly_from_earlier_supervised_stages(recipe_path, tokeniz
     assert len(got) == 9 and len(set(got)) == 9
     assert [sum(g in p for g in got) for p in (intent, qa, dialogues)] == [3, 3, 3]
     assert replay_examples(ctx, 2, finetune, 10, spec) == []  # only pretrain before: text is never replayed
+
+
+def test_training_and_the_agent_prompt_a_task_identically(recipe_path, tokenizer, tmp_path):
+    """One rendering: a tool record of task cs, as trained, starts with exactly the agent's prompt."""
+    from agentmill.agent.agent import Agent
+    from agentmill.data.render import render
+    from agentmill.model.run import RunModel
+    from agentmill.train.pipeline import apply_task_prompts, load_datasets
+    from agentmill.tools.setup import registry_from_spec
+
+    recipe = load_recipe(recipe_path)
+    datasets = load_datasets(recipe)
+    apply_task_prompts(recipe, datasets)
+    cs = recipe.stages[3].tasks[0]
+    record = next(r for r in datasets[str(cs.data.path)].train if any(m.get("tool_calls") for m in r.messages))
+    assert record.messages[0] == {"role": "system", "content": "You help."}
+    assert [t["function"]["name"] for t in record.tools] == ["calculator"]
+    trained = render(tokenizer, record.messages, tools=record.tools)
+
+    manifest = {"tasks": {"cs": {"format": "chat", "adapter": None, "system": cs.system, "tools": cs.tools}},
+                "tools": recipe.tools.model_dump(mode="json")}
+    agent = Agent(RunModel.from_parts(None, tokenizer, manifest), registry_from_spec(manifest["tools"]),
+                  forced_task="cs")
+    agent.steps.append(__import__("agentmill.agent.steps", fromlist=["UserStep"]).UserStep(record.messages[1]["content"]))
+    messages, schemas = agent.prompt("cs")
+    prompt = render(tokenizer, messages, add_generation_prompt=True, tools=schemas)
+    assert trained.startswith(prompt) and "<tools>" in prompt and "calculator" in prompt

@@ -1514,6 +1514,8 @@ def finance_qa() -> tuple[list[dict], list[dict]]:
 DEMO_CHAT = ["Hi, my name is Dana and I want a loan of $20,000.",
              "What are your branch hours on Saturday?",
              "What is my name?"]
+# a fourth demo line shows routing to the finance advisor and a trained tool call
+DEMO_TOOL_QUESTION = "What would I pay each month for $20,000 at 6% APR over 5 years?"
 DIALOGUE_SYSTEMS = ["You are Northwind Bank's virtual assistant. Answer briefly and accurately.",
                     "You are a helpful assistant for Northwind Bank customers. Remember what the customer tells you.",
                     "You are Northwind Bank's assistant. Keep answers short."]
@@ -2080,6 +2082,7 @@ def check_files() -> None:
     # the demo's recall pattern is in the training dialogues, the demo itself is not
     dialogue_turns = {user_turns(r): True for r in read_jsonl("dialogues.jsonl")}
     assert tuple(DEMO_CHAT) not in dialogue_turns
+    assert not any(DEMO_TOOL_QUESTION in turns for turns in map(user_turns, read_jsonl("advisor.jsonl")))
     assert any(t[0].startswith("Hi, my name is ") and " and I want a loan of $" in t[0] and t[-1] == "What is my name?"
                for t in dialogue_turns)
 
@@ -2097,7 +2100,7 @@ def main() -> None:
         train, held = make()
         write_jsonl(f"{stem}.jsonl", train)
         write_jsonl(f"{stem}_heldout.jsonl", held)
-    (HERE / "demo_chat.txt").write_text("\n".join(DEMO_CHAT) + "\n", encoding="utf-8")
+    (HERE / "demo_chat.txt").write_text("\n".join(DEMO_CHAT + [DEMO_TOOL_QUESTION]) + "\n", encoding="utf-8")
     check_files()
     for path in sorted(DATA.iterdir()):
         text = path.read_text(encoding="utf-8")

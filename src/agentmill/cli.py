@@ -139,6 +139,10 @@ def main() -> None:
     import warnings
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # our own progress bars only
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     # deprecation chatter from peft/transformers internals is not actionable for our users
     warnings.filterwarnings("ignore", category=FutureWarning)
     try:

@@ -169,6 +169,9 @@ class Agent:
              approve: Approve | None = None) -> TurnResult:
         on_event = on_event or (lambda kind, payload: None)
         first = len(self.steps)
+        if self.store is not None and self.session_id is not None and not any(
+                isinstance(s, UserStep) for s in self.steps) and not self.store.get(self.session_id).title:
+            self.store.rename(self.session_id, " ".join(text.split())[:60])  # a session is named by its start
         self._add(UserStep(text))
         route = self.route(text, task, on_event)
         usage, seen, stopped = Usage(), set(), None

@@ -78,7 +78,8 @@ class _Session:
         agent = self.agent
         agent.steps.clear()
         if agent.store is not None:
-            agent.session_id = agent.store.create(run=str(self.run.run_dir or "")).id
+            run_dir = str(self.run.run_dir.resolve()) if self.run.run_dir else None
+            agent.session_id = agent.store.create(run=run_dir).id
             self.console.print(f"[dim]history cleared; new session {agent.session_id}[/]")
         else:
             self.console.print("[dim]history cleared[/]")
@@ -137,7 +138,7 @@ def _agent(run, tools, store, session_id, budgets) -> Agent:
         return Agent.resume(run, tools, store, session_id, budgets=budgets or Budgets())
     agent = Agent(run, tools, budgets=budgets or Budgets(), store=store)
     if store is not None:
-        agent.session_id = store.create(run=str(run.run_dir or "")).id
+        agent.session_id = store.create(run=str(run.run_dir.resolve()) if run.run_dir else None).id
     return agent
 
 

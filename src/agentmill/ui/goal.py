@@ -24,7 +24,8 @@ def goal_run(run_dir, goal: str, max_steps: int = 8, yes: bool = False, task: st
     agent = Agent(run, tools or registry_for_run(run), budgets=Budgets(max_new_tokens=max_new_tokens), store=store,
                   forced_task=task)
     if store is not None:
-        agent.session_id = store.create(title=f"goal: {goal[:60]}", run=str(run.run_dir or "")).id
+        run_dir = str(run.run_dir.resolve()) if run.run_dir else None
+        agent.session_id = store.create(title=f"goal: {goal[:60]}", run=run_dir).id
     confirm = confirm or (lambda question: Confirm.ask(question, console=console, default=True))
     step = {"n": 0, "thought": ""}
 
