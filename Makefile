@@ -5,6 +5,8 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 # A CPU-only machine gets the CPU wheel of torch (a plain `torch` pulls a multi-GB CUDA build).
 TORCH_PIN := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
+# apt-get needs root: plain for root (a fresh container), through sudo for anyone else
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install install-test demo test test-unit test-integration clean
 
@@ -21,6 +23,8 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) install -q -e ".[test]"
+	# the browser test drives Debian's Chromium; Playwright never downloads a browser of its own
+	test -x /usr/bin/chromium || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
 	touch $@
 
 install-test: $(VENV)/.installed-test

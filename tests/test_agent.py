@@ -145,10 +145,10 @@ def test_step_and_token_budgets_are_enforced_and_reported(run, registry, script)
     assert result.stopped == "tokens" and "token budget" in result.answer and result.usage.total == 0
 
     script["outputs"] = ["a", "b", "c"]
-    agent = Agent(run, registry, forced_task="math", budgets=Budgets(tokens_per_session=900, max_new_tokens=16))
+    agent = Agent(run, registry, forced_task="math", budgets=Budgets(tokens_per_session=450, max_new_tokens=16))
     answers = [agent.turn(f"message {i}").stopped for i in range(4)]
     assert answers[0] is None and "tokens" in answers  # the session budget ends it, and says so
-    assert agent.usage.total <= 900
+    assert agent.usage.total <= 450
 
 
 def test_malformed_call_is_repaired_once_by_constrained_decoding(run, registry, script, monkeypatch):

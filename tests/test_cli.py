@@ -66,3 +66,57 @@ def test_data_check_prints_statistics(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert e.value.code in (0, None)
     assert "d.jsonl" in out and "classification" in out and "all 1 data files are valid" in out
+
+
+# --- agent commands: chat --session, run --goal, sessions ------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tokenizer, tiny):
+    root = tmp_path_factory.mktemp("run")
+    tiny.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    manifest = {"name": "tiny", "backbone": "model", "stages": [],
+                "tasks": {"math": {"format": "chat", "adapter": None, "system": "Be brief.", "tools": ["calculator"]}},
+                "tools": {"modules": [], "settings": {}}}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+def test_goal_mode_needs_approval_or_yes(tiny_run, tmp_path, monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "run", str(tiny_run), "--goal", "add 2 and 2", "--db",
+                           str(tmp_path / "s.db"))
+    assert code == 2 and "pass --yes" in err
+
+
+def test_goal_mode_runs_and_is_stored_as_a_session(tiny_run, tmp_path, monkeypatch, capsys):
+    db = str(tmp_path / "s.db")
+    code, out, _ = run_cli(monkeypatch, capsys, "run", str(tiny_run), "--goal", "add 2 and 2", "--yes",
+                           "--task", "math", "--db", db, "--max-new-tokens", "8")
+    assert code in (0, None)
+    assert "goal: add 2 and 2" in out and "answer:" in out and "session" in out
+    from agentmill.store import SQLiteSessionStore
+
+    store = SQLiteSessionStore(db)
+    [session] = store.list()
+    assert session.title == "goal: add 2 and 2" and session.run == str(tiny_run.resolve())
+    kinds = [m.kind for m in store.messages(session.id)]
+    assert kinds[:2] == ["user", "route"] and kinds[-1] == "answer"
+    code, out, _ = run_cli(monkeypatch, capsys, "sessions", "show", session.id, "--db", db)
+    assert code in (0, None) and "add 2 and 2" in out
+
+
+def test_chat_stores_and_resumes_a_session(tiny_run, tmp_path, monkeypatch, capsys):
+    db = str(tmp_path / "s.db")
+    lines = iter(["hello there", "/quit"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    assert run_cli(monkeypatch, capsys, "chat", str(tiny_run), "--db", db, "--max-new-tokens", "6")[0] in (0, None)
+    from agentmill.store import SQLiteSessionStore
+
+    [session] = SQLiteSessionStore(db).list()
+    assert session.title == "hello there" and session.prompt_tokens > 0
+    lines = iter(["/quit"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    code, out, _ = run_cli(monkeypatch, capsys, "chat", str(tiny_run), "--db", db, "--session", session.id)
+    assert f"session {session.id}" in out and "resumed: 2 earlier messages" in out
+    code, _, err = run_cli(monkeypatch, capsys, "chat", str(tiny_run), "--db", db, "--session", "nope")
+    assert code == 2 and "no session with id 'nope'" in err

@@ -285,3 +285,10 @@ def test_training_and_the_agent_prompt_a_task_identically(recipe_path, tokenizer
     messages, schemas = agent.prompt("cs")
     prompt = render(tokenizer, messages, add_generation_prompt=True, tools=schemas)
     assert trained.startswith(prompt) and "<tools>" in prompt and "calculator" in prompt
+
+
+def test_unknown_tool_in_an_allow_list_is_named(recipe_path, tmp_path):
+    recipe = load_recipe(recipe_path, ["stages.3.tasks.0.tools=[calculater]"])
+    with pytest.raises(AgentmillError, match=r"task 'cs', tools: .*calculater.*did you mean 'calculator'"):
+        train_recipe(recipe, tmp_path / "runs" / "x")
+    assert not (tmp_path / "runs").exists()

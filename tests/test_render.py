@@ -137,10 +137,13 @@ def test_tool_calls_render_hermes_style_and_are_trained(tokenizer):
 
 
 def test_tools_are_described_in_the_system_message(tokenizer):
-    tools = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
+    tools = [{"type": "function", "function": {"name": "weather", "description": "Weather now.", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string", "description": "A city."},
+                                         "unit": {"enum": ["C", "F"], "default": "C"}}, "required": ["city"]}}}]
     msgs = to_template_messages(tokenizer, TOOL_CONV, tools)
     assert msgs[0]["role"] == "system"
-    assert '<tools>\n{"type": "function", "function": {"name": "weather"' in msgs[0]["content"]
+    assert ('<tools>\nweather(city: string, unit?: "C"|"F" = "C") - Weather now. [city: A city.]\n</tools>'
+            in msgs[0]["content"])
     with_system = to_template_messages(tokenizer, [{"role": "system", "content": "Be kind."}] + TOOL_CONV, tools)
     assert with_system[0]["content"].startswith("Be kind.\n\n# Tools")
     assert len(with_system) == len(TOOL_CONV) + 1

@@ -103,6 +103,23 @@ def run_(
              max_new_tokens=max_new_tokens)
 
 
+@app.command()
+def serve(
+    run_dir: Path = typer.Argument(..., help="Run directory."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (non-loopback needs --api-key)."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    api_key: Optional[list[str]] = typer.Option(None, "--api-key", help="Required bearer key (repeatable; "
+                                                "also AGENTMILL_API_KEYS, comma-separated)."),
+    insecure_public: bool = typer.Option(False, "--insecure-public", help="Allow a non-loopback address without keys."),
+    db: Optional[Path] = typer.Option(None, "--db", help="Session database (default $AGENTMILL_HOME/sessions.db)."),
+):
+    """Serve the run: OpenAI-compatible API (/v1), agent sessions (/v1/agent) and a chat page (/)."""
+    from agentmill.serve.server import serve as run_server
+
+    run_server(run_dir, host=host, port=port, api_keys=api_key, insecure_public=insecure_public, db=db,
+               console=console)
+
+
 @data_app.command("check")
 def data_check(
     recipe: Path = typer.Argument(..., help="Recipe YAML file."),

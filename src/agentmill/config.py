@@ -76,6 +76,9 @@ class TaskSpec(_Strict):
     tools: list[str] = Field(
         default_factory=list, description="Allow-list of tool names this task may call (see `tools:`). Their "
         "schemas are rendered into every record of the task, in training and at run time.")
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="crosstask per_task: train overrides for this task's own adapter "
+        "(on top of the stage's `per_task_train`).")
 
 
 class ToolsSpec(_Strict):
@@ -330,6 +333,9 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
             recipe.stage_train(stage, stage.per_task_train)
         if getattr(stage, "router_train", None):
             recipe.stage_train(stage, stage.router_train)
+        for task in getattr(stage, "tasks", []):
+            if task.train:
+                recipe.stage_train(stage, {**getattr(stage, "per_task_train", {}), **task.train})
     recipe.tools.modules = [str((base / m).resolve()) if m.endswith(".py") else m for m in recipe.tools.modules]
     for tool_settings in recipe.tools.settings.values():
         for key in ("folder", "database", "path"):

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -47,31 +48,38 @@ def evaluate_task(model, tokenizer, fmt: str, records: list[Record], spec: Train
     records = records[: spec.eval_max_records] if fmt != "text" else records
     was_training = model.training
     model.eval()
+    # the run's precision (bf16 autocast) for scoring and generation too, as `agentmill eval` does
+    precision = accelerator.autocast() if accelerator is not None else contextlib.nullcontext()
     try:
-        if fmt == "text":
-            loss = _loss_metrics(model, encode_records(tokenizer, records, fmt, spec), spec, accelerator)["eval_loss"]
-            return {"eval_loss": loss, "perplexity": math.exp(loss) if loss < 50 else float("inf")}
-        if fmt == "classification":
-            preds = []
-            for r in records:
-                scores = score_continuations(model, tokenizer, classification_messages(r.text, labels), labels)
-                preds.append(labels[max(range(len(labels)), key=scores.__getitem__)])
-            golds = [r.label for r in records]
-            return {"accuracy": accuracy(preds, golds), "macro_f1": macro_f1(preds, golds, labels)}
-        metrics = _loss_metrics(model, encode_records(tokenizer, records, fmt, spec), spec, accelerator)
-        if fmt == "instruction" and generate:
-            prompts = [[m for m in r.messages if m["role"] != "assistant"] for r in records]
-            golds = [next(m["content"] for m in r.messages if m["role"] == "assistant") for r in records]
-            preds = generate_batch(model, tokenizer, prompts, max_new_tokens=_answer_budget(tokenizer, golds))
-            metrics["exact_match"] = mean([exact_match(p, g) for p, g in zip(preds, golds)])
-            metrics["token_f1"] = mean([token_f1(p, g) for p, g in zip(preds, golds)])
-        if fmt == "chat" and generate:
-            from agentmill.eval.tooluse import evaluate_tool_use
-
-            metrics.update(evaluate_tool_use(model, tokenizer, records))
-        return metrics
+        with precision:
+            return _evaluate(model, tokenizer, fmt, records, spec, labels, accelerator, generate)
     finally:
         model.train(was_training)
+
+
+def _evaluate(model, tokenizer, fmt, records, spec, labels, accelerator, generate) -> dict[str, float]:
+    if fmt == "text":
+        loss = _loss_metrics(model, encode_records(tokenizer, records, fmt, spec), spec, accelerator)["eval_loss"]
+        return {"eval_loss": loss, "perplexity": math.exp(loss) if loss < 50 else float("inf")}
+    if fmt == "classification":
+        preds = []
+        for r in records:
+            scores = score_continuations(model, tokenizer, classification_messages(r.text, labels), labels)
+            preds.append(labels[max(range(len(labels)), key=scores.__getitem__)])
+        golds = [r.label for r in records]
+        return {"accuracy": accuracy(preds, golds), "macro_f1": macro_f1(preds, golds, labels)}
+    metrics = _loss_metrics(model, encode_records(tokenizer, records, fmt, spec), spec, accelerator)
+    if fmt == "instruction" and generate:
+        prompts = [[m for m in r.messages if m["role"] != "assistant"] for r in records]
+        golds = [next(m["content"] for m in r.messages if m["role"] == "assistant") for r in records]
+        preds = generate_batch(model, tokenizer, prompts, max_new_tokens=_answer_budget(tokenizer, golds))
+        metrics["exact_match"] = mean([exact_match(p, g) for p, g in zip(preds, golds)])
+        metrics["token_f1"] = mean([token_f1(p, g) for p, g in zip(preds, golds)])
+    if fmt == "chat" and generate:
+        from agentmill.eval.tooluse import evaluate_tool_use
+
+        metrics.update(evaluate_tool_use(model, tokenizer, records))
+    return metrics
 
 
 def _answer_budget(tokenizer, golds: list[str]) -> int:

@@ -96,7 +96,10 @@ def apply_task_prompts(recipe: Recipe, datasets: dict[str, Dataset]) -> None:
 
     registry = registry_from_spec(recipe.tools.model_dump(mode="json"))
     for task in tasks:
-        schemas = registry.subset(task.tools).schemas() if task.tools else None
+        try:
+            schemas = registry.subset(task.tools).schemas() if task.tools else None
+        except AgentmillError as err:
+            raise AgentmillError(f"task '{task.name}', tools: {err}") from None
         for spec in [task.data] + ([task.eval_data] if task.eval_data else []):
             ds = datasets[str(spec.path)]
             apply_task_prompt(ds.train + ds.heldout, spec.format, task.system, schemas)

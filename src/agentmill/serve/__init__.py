@@ -1,0 +1,55 @@
+"""HTTP serving of a run: an OpenAI-compatible API, the agent with stored sessions, and the web page.
+
+`agentmill serve RUN_DIR [--host 127.0.0.1] [--port 8000] [--api-key KEY ...] [--insecure-public]
+[--db PATH]`, or in code ``create_app(RunModel.load(RUN_DIR), store=open_store())``.
+
+Routes (stable: the web page in static/ uses /v1/models and /v1/agent/...)
+--------------------------------------------------------------------------
+Public: ``GET /`` (the page, static/index.html), ``GET /static/...``, ``GET /health``.
+Everything under /v1 needs ``Authorization: Bearer KEY`` when the server has keys.
+
+``GET /v1/models`` → ``{"object": "list", "data": [{"id", "object": "model", "created", "owned_by",
+"root", "parent", "agentmill": {"kind": "base"|"task"|"auto", ...}}]}``: the base model (id =
+manifest ``base_model``, else the run name), every task (parent = the base; ``agentmill.adapter``
+says whether it has a LoRA adapter), and ``auto`` (the router chooses). ``GET /v1/models/{id}``.
+
+``POST /v1/chat/completions`` — OpenAI's request: ``messages``, ``model`` (a task, ``auto``, the
+base id or ``base``), ``temperature`` (default 0 = greedy), ``top_p``, ``max_tokens`` /
+``max_completion_tokens``, ``stop``, ``seed``, ``n`` (1 only), ``tools``, ``tool_choice``
+("auto" | "none" | "required" | {"type": "function", "function": {"name"}}), ``stream``,
+``stream_options.include_usage``. The answer is a ``chat.completion`` whose ``model`` is the task
+that answered and ``agentmill`` = ``{"task", "adapter", "routed", "scores"}``; the model's
+tool calls come back as OpenAI ``tool_calls`` with ``finish_reason: "tool_calls"``. Streamed
+exactly as OpenAI does (serve/chat.py).
+
+``POST /v1/completions`` — ``prompt`` (one string), ``model``, the same sampling fields: the
+prompt continued without the chat template (serve/completions.py).
+
+Agent (server-side tools of the run, sessions in the store):
+- ``POST /v1/agent/sessions`` ``{"title"?}`` → the session ``{"object": "agent.session", "id", "title",
+  "created", "updated", "prompt_tokens", "completion_tokens", "run"}``
+- ``GET /v1/agent/sessions[?all=true&limit=N]`` → ``{"object": "list", "data": [session, ...]}``, most
+  recent first; this run's sessions unless ``all``
+- ``GET /v1/agent/sessions/{id}`` → the session plus ``"messages"``: the stored steps in order
+  (``seq, role, content, kind, task, tool_calls, tool_call_id, name, meta, created, ...``; kinds
+  user, route, model, tool_result, answer, notice; ``meta`` is the step itself)
+- ``DELETE /v1/agent/sessions/{id}`` → ``{"id", "object": "agent.session", "deleted": true}``
+- ``POST /v1/agent/sessions/{id}/messages`` ``{"content": str, "task": "auto"|"base"|NAME,
+  "stream": bool}``. Not streamed: ``{"object": "agent.turn", "session_id", "answer", "task",
+  "stopped", "usage", "steps": [...]}``. Streamed: SSE named events, each ``event: KIND`` +
+  ``data: JSON``, in order of happening:
+  ``route`` {task (null = the base model), scores, forced} · ``token`` {text} (answer text only,
+  never tool-call markup) · ``tool_call`` {id, type, function: {name, arguments (JSON text)}} ·
+  ``tool_result`` {id, name, content, error} · ``notice`` {reason, text} · ``answer`` {content,
+  task, usage} · ``done`` {session_id, task, stopped, usage} — or ``error`` {"error": {...}}.
+  One message at a time per session (409 while one runs); a client that leaves ends the turn.
+
+Errors have OpenAI's shape with the right status (serve/errors.py); limits are `ServeSettings`
+fields (serve/settings.py). Concurrent requests share one batched decode loop with a LoRA
+adapter per row (serve/engine.py, serve/batch.py).
+"""
+
+from agentmill.serve.app import create_app
+from agentmill.serve.settings import ServeSettings
+
+__all__ = ["ServeSettings", "create_app"]

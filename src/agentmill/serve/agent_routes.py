@@ -1,0 +1,152 @@
+"""/v1/agent: the run's agent with server-side tools and stored sessions (see the package docstring)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from agentmill.agent.agent import BASE
+from agentmill.agent.steps import AnswerStep, NoticeStep, RouteStep, ToolResultStep, to_dict
+from agentmill.serve import sse
+from agentmill.serve.errors import ApiError, as_api_error
+from agentmill.serve.schemas import AgentMessage, SessionCreate
+from agentmill.serve.state import state_of
+
+router = APIRouter(prefix="/v1/agent")
+
+
+def _pool(request: Request):
+    pool = state_of(request).sessions
+    if pool is None:
+        raise ApiError(400, "this server runs without a session store", code="no_session_store")
+    return pool
+
+
+@router.post("/sessions")
+def create_session(request: Request, body: SessionCreate | None = None):
+    return _pool(request).create((body or SessionCreate()).title)
+
+
+@router.get("/sessions")
+def list_sessions(request: Request, all: bool = False, limit: int | None = None):
+    return {"object": "list", "data": _pool(request).list(everything=all, limit=limit)}
+
+
+@router.get("/sessions/{session_id}")
+def get_session(request: Request, session_id: str):
+    return _pool(request).detail(session_id)
+
+
+@router.delete("/sessions/{session_id}")
+def delete_session(request: Request, session_id: str):
+    return _pool(request).delete(session_id)
+
+
+def _task(run, name: str) -> str | None:
+    """The agent's `task` argument: None lets the router choose."""
+    if name == "auto":
+        return None
+    if name == "base" or name in run.tasks:
+        return name if name in run.tasks else BASE
+    raise ApiError(400, f"unknown task '{name}'; use auto, base or one of: {', '.join(run.tasks)}", param="task",
+                   code="unknown_task")
+
+
+def payload(kind: str, value) -> dict:
+    """An agent event as the JSON of its SSE event."""
+    if kind == "token":
+        return {"text": value}
+    if isinstance(value, RouteStep):
+        return {"task": value.task, "scores": value.scores, "forced": value.forced}
+    if kind == "tool_call":
+        fn = value["function"]
+        arguments = fn["arguments"] if isinstance(fn["arguments"], str) else json.dumps(fn["arguments"])
+        return {"id": value["id"], "type": "function", "function": {"name": fn["name"], "arguments": arguments}}
+    if isinstance(value, ToolResultStep):
+        return {"id": value.call_id, "name": value.name, "content": value.content, "error": value.error}
+    if isinstance(value, NoticeStep):
+        return {"reason": value.reason, "text": value.text}
+    if isinstance(value, AnswerStep):
+        return {"content": value.content, "task": value.task,
+                "usage": {"prompt_tokens": value.prompt_tokens, "completion_tokens": value.completion_tokens}}
+    return {"value": str(value)}
+
+
+def _usage(usage) -> dict:
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total, "tool_steps": usage.tool_steps}
+
+
+@router.post("/sessions/{session_id}/messages")
+async def post_message(request: Request, session_id: str, body: AgentMessage):
+    state = state_of(request)
+    pool = _pool(request)
+    task = _task(state.run, body.task)
+    slot = state.limiter.acquire(request.state.caller)
+    try:
+        await asyncio.to_thread(pool.store.get, session_id)  # 404 before anything runs
+        lock = pool.claim(session_id)
+    except BaseException:
+        slot.release()
+        raise
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue = asyncio.Queue()
+    holder = {}
+
+    def push(item) -> None:
+        try:
+            loop.call_soon_threadsafe(events.put_nowait, item)
+        except RuntimeError:  # the event loop is gone (server stopping)
+            pass
+
+    def work():
+        try:
+            agent = holder["agent"] = pool.agent(session_id)
+            agent.cancelled.clear()
+            result = agent.turn(body.content, task=task,
+                                on_event=lambda kind, value: push((kind, payload(kind, value))))
+            push(("__done__", result))
+            return result
+        except BaseException as err:  # noqa: BLE001 - reported to the client
+            push(("__error__", err))
+            raise
+        finally:
+            lock.release()
+
+    future = pool.executor.submit(work)
+    if body.stream:
+        return sse.response(_stream(session_id, events, holder, slot))
+    try:
+        result = await asyncio.wrap_future(future)
+    finally:
+        slot.release()
+    return JSONResponse({"object": "agent.turn", "session_id": session_id, "answer": result.answer,
+                         "task": result.task, "stopped": result.stopped, "usage": _usage(result.usage),
+                         "steps": [to_dict(s) for s in result.steps]})
+
+
+async def _stream(session_id: str, events: asyncio.Queue, holder: dict, slot):
+    finished, answered = False, False
+    try:
+        while True:
+            kind, value = await events.get()
+            if kind == "__error__":
+                finished = True
+                yield sse.event("error", as_api_error(value).body())
+                return
+            if kind == "__done__":
+                finished = True
+                if not answered:  # a turn cut by a rule still ends with the text it answered
+                    yield sse.event("answer", {"content": value.answer, "task": value.task, "usage": None})
+                yield sse.event("done", {"session_id": session_id, "task": value.task, "stopped": value.stopped,
+                                         "usage": _usage(value.usage)})
+                return
+            answered |= kind == "answer"
+            yield sse.event(kind, value)
+    finally:
+        if not finished and "agent" in holder:
+            holder["agent"].cancel()  # the client left: end the turn soon
+        slot.release()

@@ -1,0 +1,117 @@
+"""Sequences decoding together: one left-padded KV cache, one adapter per row, rows join and leave.
+
+Rows are right-aligned: row i's real tokens are the last ones of its cache, `mask` marks them,
+and `positions` counts them (a row's positions are 0.. whatever its padding, as if alone).
+`join` prefills new prompts (left-padded among themselves) and merges their cache into the
+running one, padding the shorter on the left; `step` feeds each row's last token; `keep` drops
+finished rows and trims columns that are padding for every remaining row.
+
+Adapters: with a PEFT model every forward passes ``adapter_names`` (one per row; "__base__" =
+no adapter), so rows of different tasks share each matmul of the backbone. Adapter layers are
+re-enabled before every forward because `RunModel.use_task(None)` (run by exclusive jobs on
+the same thread, e.g. routing) disables them, and peft ignores ``adapter_names`` then.
+The cache is held as plain (key, value) tensors per layer and wrapped in a `DynamicCache`
+for each forward: models with full attention in every layer (Llama/SmolLM2 and the like).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from agentmill.model.generate import _cache_kwarg
+
+BASE_ADAPTER = "__base__"
+
+
+class Batch:
+    def __init__(self, model, pad_id: int):
+        self.model, self.pad_id = model, pad_id
+        self.device = next(model.parameters()).device
+        self.uses_adapters = bool(getattr(model, "peft_config", None))
+        self.cache_kw = _cache_kwarg(model)
+        self.reset()
+
+    def reset(self) -> None:
+        self.cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.mask: torch.Tensor | None = None  # [rows, length], 1 = real token
+        self.positions: torch.Tensor | None = None  # [rows], position of each row's next token
+        self.adapters: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.adapters)
+
+    @property
+    def width(self) -> int:
+        return 0 if self.mask is None else self.mask.shape[1]
+
+    def _forward(self, ids, mask, positions, cache, adapters):
+        from transformers import DynamicCache
+
+        kwargs = {}
+        if self.uses_adapters:
+            self.model.base_model.enable_adapter_layers()
+            kwargs["adapter_names"] = list(adapters)
+        past = DynamicCache(ddp_cache_data=cache) if cache else DynamicCache()
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                         logits_to_keep=1, **{self.cache_kw: past}, **kwargs)
+        past = getattr(out, "cache", None) or out.past_key_values
+        return out.logits[:, -1, :].float(), [(layer.keys, layer.values) for layer in past.layers]
+
+    @torch.no_grad()
+    def join(self, prompts: list[list[int]], adapters: list[str]) -> torch.Tensor:
+        """Prefill new rows and append them; their next-token logits [new rows, vocab]."""
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            mask[i, width - len(p):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits, cache = self._forward(ids, mask, positions, None, adapters)
+        lengths = mask.sum(-1)
+        if self.cache is None:
+            self.cache, self.mask, self.positions = cache, mask, lengths
+        else:
+            full = max(self.width, width)
+            self.cache = [(torch.cat([_pad_left(k0, full), _pad_left(k1, full)]),
+                           torch.cat([_pad_left(v0, full), _pad_left(v1, full)]))
+                          for (k0, v0), (k1, v1) in zip(self.cache, cache)]
+            self.mask = torch.cat([_pad_left(self.mask, full), _pad_left(mask, full)])
+            self.positions = torch.cat([self.positions, lengths])
+        self.adapters += list(adapters)
+        return logits
+
+    @torch.no_grad()
+    def step(self, tokens: list[int]) -> torch.Tensor:
+        """Feed each row its last token; next-token logits [rows, vocab]."""
+        ids = torch.tensor(tokens, dtype=torch.long, device=self.device)[:, None]
+        mask = torch.cat([self.mask, torch.ones((len(tokens), 1), dtype=torch.long, device=self.device)], dim=1)
+        logits, cache = self._forward(ids, mask, self.positions[:, None], self.cache, self.adapters)
+        self.cache, self.mask = cache, mask
+        self.positions = self.positions + 1
+        return logits
+
+    def keep(self, rows: list[int]) -> None:
+        """Keep only these rows (in this order)."""
+        if not rows:
+            self.reset()
+            return
+        idx = torch.tensor(rows, dtype=torch.long, device=self.device)
+        mask = self.mask[idx]
+        start = int(mask.any(0).nonzero()[0])  # columns before it are padding in every kept row
+        self.mask = mask[:, start:]
+        self.cache = [(k[idx, :, start:], v[idx, :, start:]) for k, v in self.cache]
+        self.positions = self.positions[idx]
+        self.adapters = [self.adapters[i] for i in rows]
+
+
+def _pad_left(t: torch.Tensor, width: int) -> torch.Tensor:
+    """Zero-pad dim 2 (cache [b, h, L, d]) or dim 1 (mask [b, L]) on the left up to `width`."""
+    dim = 2 if t.dim() == 4 else 1
+    missing = width - t.shape[dim]
+    if missing <= 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = missing
+    return torch.cat([torch.zeros(shape, dtype=t.dtype, device=t.device), t], dim=dim)

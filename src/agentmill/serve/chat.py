@@ -1,0 +1,189 @@
+"""POST /v1/chat/completions: one request → one generation in the shared batch → OpenAI's answer.
+
+The generation's text is sorted into content and tool calls as it arrives (serve/toolcalls.py);
+a forced tool call (tool_choice "required" or a named function) that still does not parse
+gets one schema-constrained repair (agent/toolcall.py `repair_call`) on the engine thread.
+Non-streamed: one `chat.completion`. Streamed (SSE, as OpenAI): a first chunk whose delta
+carries the role, content deltas, tool-call fragments, a chunk with `finish_reason`, with
+`stream_options.include_usage` a usage chunk (empty choices), then ``data: [DONE]``.
+A failure after the stream started arrives as ``data: {"error": {...}}`` then ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import secrets
+import time
+from dataclasses import dataclass
+
+from fastapi.responses import JSONResponse
+
+from agentmill.agent.toolcall import ParsedCall, parse_tool_calls, repair_call
+from agentmill.serve import sse
+from agentmill.serve.generation import AsyncStream, Delta, Failed, Generation
+from agentmill.serve.errors import ApiError, as_api_error
+from agentmill.serve.prompts import answer_budget, chat_prompt
+from agentmill.serve.schemas import ChatChoice, ChatCompletion, ResponseMessage, Usage
+from agentmill.serve.toolcalls import ContentSplitter, fragments, openai_call
+
+
+@dataclass
+class Reply:
+    """What every response or chunk of one request repeats."""
+
+    id: str
+    model: str
+    info: dict
+    created: int
+
+    @classmethod
+    def new(cls, prefix: str, target) -> "Reply":
+        return cls(f"{prefix}-{secrets.token_hex(12)}", target.model, target.info(), int(time.time()))
+
+
+def usage_of(end) -> Usage:
+    return Usage(prompt_tokens=end.prompt_tokens, completion_tokens=end.completion_tokens,
+                 total_tokens=end.prompt_tokens + end.completion_tokens)
+
+
+def finish_reason(end) -> str:
+    return "length" if end.reason == "length" else "stop"
+
+
+def text_of(content) -> str:
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content or ""
+
+
+def submit(state, ids: list[int], target, body, max_new: int) -> tuple[Generation, AsyncStream]:
+    temperature = state.settings.default_temperature if body.temperature is None else body.temperature
+    stream = AsyncStream()
+    gen = state.engine.submit(Generation(ids, stream.emit, target.adapter, max_new, temperature, body.top_p,
+                                         body.seed, body.stop_list()))
+    return gen, stream
+
+
+async def chat_completion(state, body, slot):
+    """The response to a validated request; `slot` (the caller's limit) is released when it ends."""
+    try:
+        if body.n != 1:
+            raise ApiError(400, f"n is {body.n} but this server returns one choice per request (n=1)", param="n")
+        last_user = next((text_of(m.content) for m in reversed(body.messages) if m.role == "user"), "")
+        target = await state.catalog.resolve(body.model, last_user, state.engine)
+        prompt_text, plan = chat_prompt(state.run, body, target.task)
+        ids = state.run.tokenizer(prompt_text + plan.forced, add_special_tokens=False)["input_ids"]
+        max_new = answer_budget(len(ids), body.max_completion_tokens or body.max_tokens, state.context,
+                                state.settings.max_tokens_cap, "messages")
+        gen, stream = submit(state, ids, target, body, max_new)
+    except BaseException:
+        slot.release()
+        raise
+    reply = Reply.new("chatcmpl", target)
+    events = _events(state, target, plan, prompt_text, stream)
+    if body.stream:
+        usage = bool(body.stream_options and body.stream_options.include_usage)
+        return sse.response(_stream(reply, events, gen, slot, usage))
+    try:
+        content, calls, finish, usage = "", [], "stop", None
+        async for kind, value in events:
+            if kind == "content":
+                content += value
+            elif kind == "tool_call":
+                calls.append(value)
+            else:
+                finish, usage = value
+    finally:
+        gen.cancelled.set()
+        slot.release()
+    message = ResponseMessage(content=content or (None if calls else ""), tool_calls=calls or None)
+    body = ChatCompletion(id=reply.id, created=reply.created, model=reply.model, usage=usage,
+                          choices=[ChatChoice(message=message, finish_reason=finish)], agentmill=reply.info)
+    return JSONResponse(body.model_dump())
+
+
+async def _events(state, target, plan, prompt_text: str, stream: AsyncStream):
+    """("content", text) · ("tool_call", call) · finally ("end", (finish_reason, usage))."""
+    splitter = ContentSplitter() if plan.active else None
+    if splitter and plan.forced:
+        splitter.feed(plan.forced)
+    calls, end = [], None
+    async for event in stream:
+        if isinstance(event, Failed):
+            raise event.error
+        if not isinstance(event, Delta):
+            end = event
+        elif splitter is None:
+            yield "content", event.text
+        else:
+            shown = splitter.feed(event.text)
+            if shown:
+                yield "content", shown
+            for call in filter(None, (openai_call(p, plan.allowed) for p in splitter.closed_blocks())):
+                calls.append(call)
+                yield "tool_call", call
+    if splitter is not None:
+        rest = splitter.flush()
+        if rest:
+            yield "content", rest
+        _, parsed = parse_tool_calls(splitter.calls_text)  # the last block may be unclosed
+        for call in filter(None, (openai_call(p, plan.allowed) for p in parsed[splitter.taken:])):
+            calls.append(call)
+            yield "tool_call", call
+        if not calls and plan.forced:
+            call = await _repair(state, target, plan, prompt_text)
+            if call is not None:
+                calls.append(call)
+                yield "tool_call", call
+        if not calls and splitter.in_calls:
+            yield "content", splitter.calls_text  # not a usable call: the client sees what the model wrote
+    yield "end", ("tool_calls" if calls else finish_reason(end), usage_of(end))
+
+
+async def _repair(state, target, plan, prompt_text: str) -> dict | None:
+    tools = [t for t in plan.tools if t["function"]["name"] in plan.allowed]
+    job = functools.partial(repair_call, state.run.model, state.run.tokenizer, prompt_text, tools)
+    repaired = await asyncio.wrap_future(state.engine.call(job, task=target.task))
+    if repaired is None:
+        return None
+    return openai_call(ParsedCall("", repaired), plan.allowed)
+
+
+def _chunk(reply: Reply, delta: dict | None, finish: str | None = None, info: bool = False,
+           usage: bool = False) -> dict:
+    out = {"id": reply.id, "object": "chat.completion.chunk", "created": reply.created, "model": reply.model,
+           "system_fingerprint": None,
+           "choices": [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None,
+                                                  "finish_reason": finish}]}
+    if usage:
+        out["usage"] = None
+    if info:
+        out["agentmill"] = reply.info
+    return out
+
+
+async def _stream(reply: Reply, events, gen: Generation, slot, include_usage: bool):
+    try:
+        yield sse.data(_chunk(reply, {"role": "assistant", "content": ""}, info=True, usage=include_usage))
+        index = 0
+        async for kind, value in events:
+            if kind == "content":
+                yield sse.data(_chunk(reply, {"content": value}, usage=include_usage))
+            elif kind == "tool_call":
+                for fragment in fragments(value, index):
+                    yield sse.data(_chunk(reply, {"tool_calls": [fragment]}, usage=include_usage))
+                index += 1
+            else:
+                finish, usage = value
+                yield sse.data(_chunk(reply, {}, finish, info=True, usage=include_usage))
+                if include_usage:
+                    yield sse.data({**_chunk(reply, None), "usage": usage.model_dump()})
+        yield sse.DONE
+    except Exception as err:  # noqa: BLE001 - the status line is gone: the error becomes an event
+        yield sse.data(as_api_error(err).body())
+        yield sse.DONE
+    finally:
+        gen.cancelled.set()
+        slot.release()
+        await events.aclose()

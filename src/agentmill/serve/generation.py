@@ -1,0 +1,84 @@
+"""One generation as the engine sees it: the request (`Generation`), the events it emits
+(`Delta`, then `Finished` or `Failed`), and the two consumer sides of those events.
+
+`emit` is called on the engine thread and must never block: `AsyncStream` hands events to an
+asyncio queue with `call_soon_threadsafe`, so a slow HTTP client only grows its own queue;
+`SyncStream` serves threads (agent turns).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agentmill.serve.batch import BASE_ADAPTER
+
+
+@dataclass
+class Delta:
+    text: str
+
+
+@dataclass
+class Finished:
+    reason: str  # "stop" | "length" | "cancelled"
+    prompt_tokens: int
+    completion_tokens: int
+    token_ids: list[int]
+
+
+@dataclass
+class Failed:
+    error: BaseException
+
+
+Event = Delta | Finished | Failed
+
+
+@dataclass
+class Generation:
+    prompt_ids: list[int]
+    emit: Callable[[Event], None]
+    adapter: str = BASE_ADAPTER
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+class AsyncStream:
+    """Consumer side in an event loop: ``async for event in stream``; ends after Finished/Failed."""
+
+    def __init__(self):
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue = asyncio.Queue()
+
+    def emit(self, event: Event) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
+
+    async def __aiter__(self):
+        while True:
+            event = await self.queue.get()
+            yield event
+            if not isinstance(event, Delta):
+                return
+
+
+class SyncStream:
+    """Consumer side in a thread: ``for event in stream``."""
+
+    def __init__(self):
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.emit = self.queue.put
+
+    def __iter__(self):
+        while True:
+            event = self.queue.get()
+            yield event
+            if not isinstance(event, Delta):
+                return

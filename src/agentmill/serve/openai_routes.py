@@ -1,0 +1,46 @@
+"""The OpenAI-compatible routes: /v1/models, /v1/chat/completions, /v1/completions (and /health)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from agentmill.serve.chat import chat_completion
+from agentmill.serve.completions import text_completion
+from agentmill.serve.schemas import ChatCompletionRequest, CompletionRequest, ModelList
+from agentmill.serve.state import state_of
+
+router = APIRouter(prefix="/v1")
+public = APIRouter()
+
+
+@router.get("/models")
+def list_models(request: Request) -> ModelList:
+    return ModelList(data=state_of(request).catalog.cards())
+
+
+@router.get("/models/{model_id:path}")
+def get_model(request: Request, model_id: str):
+    catalog = state_of(request).catalog
+    catalog.lookup(model_id)  # 404 for an unknown one
+    wanted = catalog.base_id if model_id == "base" and "base" not in catalog.run.tasks else model_id
+    return next(card for card in catalog.cards() if card.id == wanted)
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request, body: ChatCompletionRequest):
+    state = state_of(request)
+    return await chat_completion(state, body, state.limiter.acquire(request.state.caller))
+
+
+@router.post("/completions")
+async def completions(request: Request, body: CompletionRequest):
+    state = state_of(request)
+    return await text_completion(state, body, state.limiter.acquire(request.state.caller))
+
+
+@public.get("/health")
+def health(request: Request):
+    state = state_of(request)
+    return {"status": "ok", "run": state.run.manifest.get("name"), "base_model": state.catalog.base_id,
+            "tasks": state.run.tasks, "router": state.catalog.router.available, "engine": state.engine.load(),
+            "auth": bool(state.settings.api_keys)}

@@ -1,0 +1,105 @@
+"""Helpers for the serve tests: a tiny run with two real LoRA task adapters and a router, a live
+uvicorn server on a loopback port in a background thread, and scripted generations."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+
+import torch
+
+from agentmill.model.load import tiny_model
+
+SYSTEM_T1 = "You are task one."
+
+
+def chatty_tiny(tokenizer):
+    """The tiny model with an untied random output layer, so greedy answers depend on the context
+    (tied, a random model repeats the prompt's last token) and adapters change them."""
+    model = tiny_model(tokenizer)
+    gen = torch.Generator().manual_seed(1)
+    model.config.tie_word_embeddings = False
+    model.lm_head.weight = torch.nn.Parameter(torch.randn(model.lm_head.weight.shape, generator=gen) * 0.02)
+    return model.eval()
+
+
+def _lora(tokenizer, seed):
+    from peft import LoraConfig, get_peft_model
+
+    base = chatty_tiny(tokenizer)
+    torch.manual_seed(seed)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"], init_lora_weights=False)
+    return get_peft_model(base, config).eval()  # adapter "default": saved at the folder's top level
+
+
+def build_run(root, tokenizer):
+    """RUN_DIR with tasks t1, t2 (LoRA adapters), merged (no adapter) and a router over t1/t2."""
+    chatty_tiny(tokenizer).save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    for name, seed in (("t1", 1), ("t2", 2), ("router", 3)):
+        _lora(tokenizer, seed).save_pretrained(root / "adapters" / name)
+    manifest = {"name": "servetest", "base_model": "tiny-base", "backbone": "model", "stages": [],
+                "tasks": {"t1": {"format": "chat", "adapter": "adapters/t1", "system": SYSTEM_T1},
+                          "t2": {"format": "chat", "adapter": "adapters/t2", "tools": ["calculator"]},
+                          "merged": {"format": "chat", "adapter": None}},
+                "router": {"adapter": "adapters/router", "labels": ["t1", "t2"]},
+                "tools": {"modules": [], "settings": {}}}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+@contextlib.contextmanager
+def live_server(app):
+    """Serve `app` with uvicorn on 127.0.0.1:<free port> in a thread; yields the base URL."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started:
+        if time.time() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+        sock.close()
+
+
+def script_outputs(monkeypatch, tokenizer, scripts: dict[str, str]):
+    """Generations whose prompt contains a key of `scripts` emit that script's tokens (then end of
+    turn) instead of the model's choice; everything else is untouched. Returns the patched engine
+    module's record of scripted rows."""
+    import agentmill.serve.engine as engine_mod
+    from agentmill.data.render import end_of_turn_id
+
+    eot = end_of_turn_id(tokenizer)
+    encoded = {k: tokenizer(v, add_special_tokens=False)["input_ids"] + [eot] for k, v in scripts.items()}
+    original = engine_mod.Engine._advance
+    seen = {"rows": 0}
+
+    def advance(self, rows, logits):
+        logits = logits.clone()
+        for i, row in enumerate(rows):
+            script = getattr(row, "_script", None)
+            if script is None:
+                text = tokenizer.decode(row.gen.prompt_ids)
+                script = next((ids for key, ids in encoded.items() if key in text), False)
+                row._script = script
+                seen["rows"] += bool(script)
+            if script:
+                logits[i] = -1e9
+                logits[i, script[min(len(row.ids), len(script) - 1)]] = 1e9
+        return original(self, rows, logits)
+
+    monkeypatch.setattr(engine_mod.Engine, "_advance", advance)
+    return seen

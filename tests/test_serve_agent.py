@@ -1,0 +1,100 @@
+"""The agent routes (/v1/agent) against a live server: sessions in the store, a message answered with
+and without streaming, server-side tool calls as SSE events, the conversation read back."""
+
+import json
+
+import httpx
+import pytest
+
+from agentmill.model.run import RunModel
+from agentmill.serve import ServeSettings, create_app
+from agentmill.store import SQLiteSessionStore
+from serve_util import build_run, live_server, script_outputs
+
+CALC = '<tool_call>\n{"name": "calculator", "arguments": {"expression": "2+3"}}\n</tool_call>'
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tokenizer):
+    root = tmp_path_factory.mktemp("agent")
+    run = RunModel.load(build_run(root / "run", tokenizer))
+    store = SQLiteSessionStore(root / "s.db")
+    app = create_app(run, store=store, settings=ServeSettings(agent_max_new_tokens=48))
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=60) as h:
+        yield h, store
+    store.close()
+
+
+def sse_events(response) -> list[tuple[str, dict]]:
+    events, name = [], None
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            events.append((name, json.loads(line[6:])))
+    return events
+
+
+def test_sessions_message_and_history(server):
+    h, store = server
+    session = h.post("/v1/agent/sessions", json={}).json()
+    assert session["object"] == "agent.session" and session["title"] == ""
+    assert session["id"] in [s["id"] for s in h.get("/v1/agent/sessions").json()["data"]]
+
+    turn = h.post(f"/v1/agent/sessions/{session['id']}/messages", json={"content": "hello there", "task": "t1"}).json()
+    assert turn["task"] == "t1" and isinstance(turn["answer"], str) and turn["usage"]["completion_tokens"] > 0
+    assert [s["kind"] for s in turn["steps"]] == ["user", "route", "answer"]
+
+    with h.stream("POST", f"/v1/agent/sessions/{session['id']}/messages",
+                  json={"content": "and now?", "task": "auto", "stream": True}) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(r)
+    kinds = [k for k, _ in events]
+    assert kinds[0] == "route" and kinds[-2:] == ["answer", "done"]
+    assert set(kinds) <= {"route", "token", "answer", "done"}
+    route, answer, done = events[0][1], events[-2][1], events[-1][1]
+    assert route["task"] in ("t1", "t2") and set(route["scores"]) == {"t1", "t2"} and route["forced"] is False
+    assert "".join(e["text"] for k, e in events if k == "token").strip() == answer["content"]  # the agent strips
+    assert done["task"] == route["task"] and done["session_id"] == session["id"]
+
+    stored = h.get(f"/v1/agent/sessions/{session['id']}").json()
+    assert stored["title"] == "hello there" and stored["prompt_tokens"] > 0
+    assert [m["kind"] for m in stored["messages"]] == ["user", "route", "answer"] * 2
+    assert stored["messages"][-1]["content"] == answer["content"]
+    assert [m.kind for m in store.messages(session["id"])] == ["user", "route", "answer"] * 2
+
+    assert h.delete(f"/v1/agent/sessions/{session['id']}").json()["deleted"] is True
+    r = h.get(f"/v1/agent/sessions/{session['id']}")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "session_not_found"
+    r = h.post(f"/v1/agent/sessions/{session['id']}/messages", json={"content": "hi"})
+    assert r.status_code == 404
+
+
+def test_server_side_tool_call_streams_as_events(server, monkeypatch, tokenizer):
+    h, _ = server
+    # first generation: a calculator call; after the tool's result: the answer
+    script_outputs(monkeypatch, tokenizer, {"<tool_response>": "It is 5.", "SCRIPTED-CALC": "Sure. " + CALC})
+    sid = h.post("/v1/agent/sessions", json={"title": "calc"}).json()["id"]
+    with h.stream("POST", f"/v1/agent/sessions/{sid}/messages",
+                  json={"content": "SCRIPTED-CALC what is 2+3?", "task": "t2", "stream": True}) as r:
+        events = sse_events(r)
+    kinds = [k for k, _ in events]
+    assert kinds[0] == "route" and "tool_call" in kinds and kinds[-2:] == ["answer", "done"]
+    call = next(e for k, e in events if k == "tool_call")
+    result = next(e for k, e in events if k == "tool_result")
+    assert call["function"]["name"] == "calculator"
+    assert json.loads(call["function"]["arguments"]) == {"expression": "2+3"}
+    assert result == {"id": call["id"], "name": "calculator", "content": "5", "error": False}
+    assert events[-2][1]["content"] == "It is 5." and "<tool_call>" not in "".join(
+        e["text"] for k, e in events if k == "token")
+    stored = h.get(f"/v1/agent/sessions/{sid}").json()["messages"]
+    assert [m["kind"] for m in stored] == ["user", "route", "model", "tool_result", "answer"]
+
+
+def test_agent_route_errors(server):
+    h, _ = server
+    sid = h.post("/v1/agent/sessions").json()["id"]
+    r = h.post(f"/v1/agent/sessions/{sid}/messages", json={"content": "hi", "task": "nope"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "task"
+    r = h.post(f"/v1/agent/sessions/{sid}/messages", json={"content": ""})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "content"
