@@ -35,6 +35,19 @@ def test_bins_respect_budget_and_use_every_index_once(seed):
     assert pack(lengths, 128) == bins  # deterministic
 
 
+def test_seeded_packing_mixes_lengths_and_keeps_the_fit_guarantees():
+    # two "classes" of distinct lengths: decreasing order puts each in its own rows, a seed mixes them
+    lengths = [50] * 40 + [10] * 40
+    plain = pack(lengths, 100)
+    assert all(len({lengths[i] for i in b}) == 1 for b in plain)
+    mixed = pack(lengths, 100, seed=3)
+    assert sum(len({lengths[i] for i in b}) == 2 for b in mixed) >= 6  # decreasing order: none
+    assert sorted(i for b in mixed for i in b) == list(range(80))
+    assert all(sum(lengths[i] for i in b) <= 100 for b in mixed)
+    assert sum(1 for b in mixed if sum(lengths[i] for i in b) < 50) <= 1
+    assert pack(lengths, 100, seed=3) == mixed and pack(lengths, 100, seed=4) != mixed
+
+
 def test_example_longer_than_budget_is_an_error():
     with pytest.raises(ValueError, match="example 1 has 9 tokens, more than the packing budget 8"):
         pack([3, 9], 8)

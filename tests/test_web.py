@@ -289,5 +289,7 @@ def test_stored_tool_steps_render_as_cards_and_markdown_is_safe(server, page):
     assert reply.locator(".usage").inner_text() == "42 tokens · 1.2 s"
     copy = reply.locator(".copy-btn")
     copy.click()
-    assert copy.inner_text() == "Copied"
+    from playwright.sync_api import expect
+
+    expect(copy).to_have_text("Copied")  # the click handler awaits the clipboard first
     assert page.evaluate("navigator.clipboard.readText()") == MARKDOWN  # the answer's markdown source

@@ -10,17 +10,23 @@ the loss needs no shifting and never predicts across a boundary.
 from __future__ import annotations
 
 import bisect
+import random
 
 import torch
 
 from agentmill.data.render import Example
 
 
-def pack(lengths: list[int], budget: int) -> list[list[int]]:
-    """Best-fit decreasing: group example indices into bins of total length <= budget.
+def pack(lengths: list[int], budget: int, seed: int | None = None) -> list[list[int]]:
+    """Best fit: group example indices into bins of total length <= budget.
 
-    Longest first (ties by index); each goes into the fullest bin it still fits, else a new
-    bin. Deterministic. Raises ValueError for an example longer than `budget`.
+    Without `seed`, longest first (ties by index): best-fit decreasing, the tightest packing.
+    With `seed`, in a seeded random order: rows then mix short and long examples instead of
+    grouping similar lengths, which for classification data often means grouping one label,
+    so a few-step run sees every label in every step (measured on the example: intent
+    accuracy swung 0.80-0.94 between runs of 48 and 56 steps with decreasing order).
+    Each example goes into the fullest bin it still fits, else a new bin. Deterministic.
+    Raises ValueError for an example longer than `budget`.
     """
     too_long = [i for i, n in enumerate(lengths) if n > budget]
     if too_long:
@@ -28,7 +34,12 @@ def pack(lengths: list[int], budget: int) -> list[list[int]]:
         raise ValueError(f"example {i} has {lengths[i]} tokens, more than the packing budget {budget}")
     bins: list[list[int]] = []
     free: list[tuple[int, int]] = []  # (room left, bin number), sorted
-    for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+    if seed is None:
+        order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    else:
+        order = list(range(len(lengths)))
+        random.Random(seed).shuffle(order)
+    for i in order:
         k = bisect.bisect_left(free, (lengths[i], -1))  # the bin with the least room that fits
         if k < len(free):
             room, b = free.pop(k)

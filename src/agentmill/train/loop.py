@@ -39,12 +39,14 @@ class LoopResult:
     eval_loss: float | None
 
 
-def make_rows(examples: list[Example], spec: TrainSpec) -> list[list[int]]:
-    """Group example indices into packed rows (or one example per row without packing)."""
+def make_rows(examples: list[Example], spec: TrainSpec, seed: int | None = None) -> list[list[int]]:
+    """Group example indices into packed rows (or one example per row without packing).
+
+    Training passes its seed: rows of randomly mixed examples (see `pack`)."""
     budget = spec.micro_batch_tokens or spec.max_length
     lengths = [len(e.input_ids) for e in examples]
     if spec.packing:
-        return pack(lengths, max(budget, max(lengths)))
+        return pack(lengths, max(budget, max(lengths)), seed=seed)
     return [[i] for i in range(len(examples))]
 
 
@@ -185,7 +187,7 @@ def train_loop(model, train: list[Example], eval_examples: list[Example], spec: 
     """Train `model` (only its parameters with requires_grad) on `train`; returns what happened."""
     from transformers import get_cosine_schedule_with_warmup
 
-    rows = make_rows(train, spec)
+    rows = make_rows(train, spec, seed=seed)
     world, rank = accelerator.num_processes, accelerator.process_index
     per_step = spec.grad_accum * world
     n_steps = total_steps(len(rows), per_step, spec)

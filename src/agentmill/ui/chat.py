@@ -142,11 +142,12 @@ def _agent(run, tools, store, session_id, budgets) -> Agent:
     return agent
 
 
-def chat_loop(run, task: str | None = None, console: Console | None = None, input_fn: Callable[[str], str] = input,
+def chat_loop(run, task: str | None = None, console: Console | None = None, input_fn: Callable[[str], str] | None = None,
               max_new_tokens: int = 256, tools=None, store=None, session_id: str | None = None,
               budgets: Budgets | None = None) -> list[dict]:
     """Chat until /quit, EOF or Ctrl-C; returns the conversation (OpenAI messages)."""
     console = console or Console()
+    input_fn = input_fn or (lambda prompt: input(prompt))  # looked up at call time (tests patch it)
     budgets = budgets or Budgets(max_new_tokens=max_new_tokens)
     if task is not None and task not in (BASE, AUTO) and task not in run.tasks:
         raise AgentmillError(f"unknown task '{task}'; tasks of this run: {', '.join(run.tasks) or '(none)'}")
