@@ -76,15 +76,15 @@ def run(ctx: StageContext, stage: CrosstaskStage, index: int) -> dict:
 
 
 def router_records(ctx: StageContext, stage: CrosstaskStage, part: str) -> list[Record]:
-    """Classification records "first user message -> task name" from the tasks' own data."""
-    out = []
+    """Classification records "first user message -> task name" from the tasks' own data,
+    interleaved task by task (evaluation caps records at eval_max_records: every task counts)."""
+    per_task = []
     for t in stage.tasks:
         ds = ctx.dataset(t.data if part == "train" else (t.eval_data or t.data))
-        for r in (ds.train if part == "train" else ds.heldout):
-            text = first_user_text(r)
-            if text:
-                out.append(Record(source=r.source, text=text, label=t.name))
-    return out
+        per_task.append([Record(source=r.source, text=text, label=t.name)
+                         for r in (ds.train if part == "train" else ds.heldout) if (text := first_user_text(r))])
+    longest = max((len(p) for p in per_task), default=0)
+    return [p[i] for i in range(longest) for p in per_task if i < len(p)]
 
 
 def first_user_text(record: Record) -> str | None:
