@@ -22,6 +22,8 @@ from agentmill.agent.toolcall import OPEN, parse_tool_calls, repair_call
 from agentmill.data.render import render
 from agentmill.errors import AgentmillError
 from agentmill.model.generate import generate_stream
+from agentmill.store import StoredMessage
+from agentmill.tools.setup import task_prompt
 
 
 BASE = "base"  # the task name that means "no adapter, no task prompt"
@@ -99,9 +101,7 @@ class Agent:
     def _add(self, step: Step) -> Step:
         self.steps.append(step)
         if self.store is not None and self.session_id is not None:
-            from agentmill.store import StoredMessage
-
-            self.store.append(self.session_id, _stored(step, StoredMessage, self._task()))
+            self.store.append(self.session_id, _stored(step, self._task()))
         return step
 
     def _task(self) -> str | None:
@@ -111,9 +111,7 @@ class Agent:
 
     def task_prompt(self, task: str | None) -> tuple[str | None, list[dict] | None]:
         """(system prompt, tool schemas) the task was trained with."""
-        info = self.run.task_info(task) if task else {}
-        names = info.get("tools") or []
-        return info.get("system"), (self.tools.subset(names).schemas() if names else None)
+        return task_prompt(self.run, task, self.tools)
 
     def prompt(self, task: str | None) -> tuple[list[dict], list[dict] | None]:
         system, schemas = self.task_prompt(task)
@@ -193,12 +191,12 @@ class Agent:
                 answer = self._add(AnswerStep(content, route.task, prompt_n, n_out, latency))
                 on_event("answer", answer)
                 break
-            calls, problem = self._valid_calls(parsed, route.task, prompt_text + (content + "\n" if content else ""))
+            calls, repaired, problem = self._valid_calls(parsed, route.task,
+                                                         prompt_text + (content + "\n" if content else ""))
             if problem:
                 stopped = "bad_tool_call"
                 self._notice(stopped, problem, on_event)
                 break
-            repaired = any([c.pop("_repaired", False) for c in calls])
             self._add(ModelStep(content, calls, raw=out, repaired=repaired, prompt_tokens=prompt_n,
                                 completion_tokens=n_out, latency_ms=latency))
             usage.tool_steps += 1
@@ -254,7 +252,10 @@ class Agent:
         on_event("notice", self._add(NoticeStep(reason, text)))
 
     def _stream(self, prompt_text: str, task, on_event: Event) -> Iterator[str]:
-        """Model output pieces; the answer part is streamed to `on_event`, tool-call text is not."""
+        """Model output pieces; the answer part is streamed to `on_event`, tool-call text is not.
+
+        `prompt_text` is the rendered prompt: the served agent feeds it to the batching engine;
+        here `generate_stream` renders the same messages itself."""
         messages, schemas = self.prompt(task)
         shown, buffer = True, ""
         for piece in generate_stream(self.run.model, self.run.tokenizer, messages,
@@ -274,11 +275,13 @@ class Agent:
         if shown and buffer:
             on_event("token", buffer)
 
-    def _valid_calls(self, parsed, task, prompt_text: str) -> tuple[list[dict], str | None]:
-        """Validated calls (repairing each bad one once), or the problem to tell the user."""
+    def _valid_calls(self, parsed, task, prompt_text: str) -> tuple[list[dict], bool, str | None]:
+        """(validated calls, whether one was repaired, the problem to tell the user or None).
+
+        Each bad call gets one repair."""
         _, schemas = self.task_prompt(task)
         allowed = {s["function"]["name"] for s in schemas or []}
-        calls = []
+        calls, repaired_any = [], False
         for p in parsed:
             problem = p.error
             if p.call is not None:
@@ -293,18 +296,18 @@ class Agent:
                     except AgentmillError as err:
                         problem = str(err)
             if not schemas:
-                return [], f"the model tried to call a tool, but task '{task}' has none: {problem}"
+                return [], False, f"the model tried to call a tool, but task '{task}' has none: {problem}"
             repaired = repair_call(self.run.model, self.run.tokenizer, prompt_text, schemas)
             if repaired is None:
-                return [], f"the model's tool call could not be repaired ({problem})"
+                return [], False, f"the model's tool call could not be repaired ({problem})"
             try:
                 name = repaired["function"]["name"]
                 repaired["function"]["arguments"] = self.tools.get(name).validate(repaired["function"]["arguments"])
             except AgentmillError as err:
-                return [], f"the model's tool call was invalid ({problem}) and its repair too ({err})"
-            repaired["_repaired"] = True
+                return [], False, f"the model's tool call was invalid ({problem}) and its repair too ({err})"
+            repaired_any = True
             calls.append(repaired)
-        return calls, None
+        return calls, repaired_any, None
 
     def _execute(self, call: dict) -> ToolResultStep:
         fn = call["function"]
@@ -319,7 +322,7 @@ def _args(arguments: dict) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in arguments.items())
 
 
-def _stored(step: Step, StoredMessage, task: str | None):
+def _stored(step: Step, task: str | None) -> StoredMessage:
     """A step as a session-store message: OpenAI-ish columns for humans, the step itself in `meta`."""
     meta = to_dict(step)
     if isinstance(step, UserStep):

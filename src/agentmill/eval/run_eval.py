@@ -14,6 +14,7 @@ from agentmill.config import TrainSpec
 from agentmill.data.formats import apply_task_prompt, read_records
 from agentmill.errors import AgentmillError
 from agentmill.eval.evaluate import evaluate_task
+from agentmill.tools.setup import task_prompt
 
 
 def _heldout_records(info: dict, spec: TrainSpec, seed: int):
@@ -24,16 +25,6 @@ def _heldout_records(info: dict, spec: TrainSpec, seed: int):
     if data.get("split") == "heldout":
         records = split_heldout(records, spec.eval_fraction, seed)[1]
     return records
-
-
-def _task_prompt(run, task: str) -> tuple[str | None, list[dict] | None]:
-    """The system prompt and tool schemas the task was trained with (manifest + tool registry)."""
-    info = run.task_info(task)
-    if not info.get("tools"):
-        return info.get("system"), None
-    from agentmill.tools.setup import registry_for_run
-
-    return info.get("system"), registry_for_run(run).subset(info["tools"]).schemas()
 
 
 def _autocast(precision: str):
@@ -75,14 +66,14 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
                 raise AgentmillError(f"{data}: labels never seen in training: {', '.join(unseen)}")
         jobs = [(f"{task or 'base'}:{Path(data).name}", task, fmt, records, labels)]
         if task is not None:
-            apply_task_prompt(records, fmt, *_task_prompt(run, task))
+            apply_task_prompt(records, fmt, *task_prompt(run, task))
     else:
         jobs = []
         for name, info in tasks.items():
             if task is not None and name != task:
                 continue
             records = _heldout_records(info, spec, seed)
-            apply_task_prompt(records, info["format"], *_task_prompt(run, name))
+            apply_task_prompt(records, info["format"], *task_prompt(run, name))
             jobs.append((name, name if info.get("adapter") else None, info["format"], records, info.get("labels")))
         router = manifest.get("router")
         if router and task in (None, ROUTER):

@@ -21,3 +21,14 @@ def registry_from_spec(spec: dict | None, base_dir: Path | None = None) -> ToolR
 def registry_for_run(run) -> ToolRegistry:
     """The tools of a run, from the ``tools`` entry of its manifest (the recipe's, resolved)."""
     return registry_from_spec((getattr(run, "manifest", None) or {}).get("tools"))
+
+
+def task_prompt(run, task: str | None, registry: ToolRegistry | None = None) -> tuple[str | None, list[dict] | None]:
+    """(system prompt, tool schemas) task `task` of `run` was trained with, from its manifest.
+
+    The registry is built from the manifest only when the task has tools and none is given."""
+    info = run.task_info(task) if task else {}
+    names = info.get("tools") or []
+    if not names:
+        return info.get("system"), None
+    return info.get("system"), (registry or registry_for_run(run)).subset(names).schemas()

@@ -95,48 +95,57 @@ def first_user_text(record: Record) -> str | None:
 
 def _router_adapter(ctx: StageContext, index: int, stage: CrosstaskStage) -> dict:
     """The router: a classification adapter over the task names, on the shared backbone."""
-    out = ctx.work_dir / "adapters" / "router"
-    done = out / "done.json"
-    if done.exists():
-        return json.loads(done.read_text())
     spec = ctx.recipe.stage_train(stage, stage.router_train)
     labels = sorted(t.name for t in stage.tasks)
-    train_records, held_records = router_records(ctx, stage, "train"), router_records(ctx, stage, "heldout")
-    task_dir = stage_dir_of(ctx, index, "crosstask-router")
-    task_dir.mkdir(parents=True, exist_ok=True)
-    train = encode_records(ctx.tokenizer, train_records, "classification", spec, labels=labels)
-    held = encode_records(ctx.tokenizer, held_records, "classification", spec, labels=labels) if held_records else []
-    model, result = train_adapter(ctx, task_dir, train, held, spec, stage="crosstask", task="router")
-    after = evaluate_task(model, ctx.tokenizer, "classification", held_records, spec, labels=labels,
-                          accelerator=ctx.accelerator) if held_records else {}
-    model.save_pretrained(out)
-    ctx.model = model.unload()
-    with (out / "heldout.jsonl").open("w") as f:  # `agentmill eval` re-scores the router on it
-        for r in held_records:
-            f.write(json.dumps({"text": r.text, "label": r.label}, ensure_ascii=False) + "\n")
-    record = {"after": after, "labels": labels, **summary(result)}
-    write_json_atomic(done, record)
-    write_json_atomic(task_dir / "done.json", record)
-    return record
+    held_records = router_records(ctx, stage, "heldout")
+
+    def build(out):
+        with (out / "heldout.jsonl").open("w") as f:  # `agentmill eval` re-scores the router on it
+            for r in held_records:
+                f.write(json.dumps({"text": r.text, "label": r.label}, ensure_ascii=False) + "\n")
+        train = encode_records(ctx.tokenizer, router_records(ctx, stage, "train"), "classification", spec,
+                               labels=labels)
+        held = encode_records(ctx.tokenizer, held_records, "classification", spec, labels=labels) if held_records else []
+        return train, held
+
+    def measure(model):
+        return evaluate_task(model, ctx.tokenizer, "classification", held_records, spec, labels=labels,
+                             accelerator=ctx.accelerator) if held_records else {}
+
+    return _kept_adapter(ctx, index, "router", spec, build, measure, {"labels": labels})
 
 
 def _task_adapter(ctx: StageContext, index: int, task, spec) -> dict:
-    """One adapter for one task on top of the shared backbone (kept separate, not merged)."""
+    """One adapter for one task on top of the shared backbone."""
+    held = task.eval_data or task.data
 
-    out = ctx.work_dir / "adapters" / task.name
+    def build(out):
+        return examples_of(ctx, [task.data], spec), examples_of(ctx, [held], spec, "heldout")
+
+    def measure(model):
+        return eval_datasets(ctx, model, [(task.name, held)], spec).get(task.name, {})
+
+    return _kept_adapter(ctx, index, task.name, spec, build, measure)
+
+
+def _kept_adapter(ctx: StageContext, index: int, name: str, spec, build, measure, extra: dict | None = None) -> dict:
+    """Train adapter `name` on the shared backbone and keep it separate in adapters/NAME (not merged).
+
+    `build(out)` returns (train, held-out) examples and may write files into `out`; `measure(model)`
+    returns its held-out metrics. done.json is written last, so --resume reuses only finished ones."""
+    out = ctx.work_dir / "adapters" / name
     done = out / "done.json"
     if done.exists():
         return json.loads(done.read_text())
-    task_dir = stage_dir_of(ctx, index, f"crosstask-{task.name}")
+    task_dir = stage_dir_of(ctx, index, f"crosstask-{name}")
     task_dir.mkdir(parents=True, exist_ok=True)
-    train = examples_of(ctx, [task.data], spec)
-    eval_examples = examples_of(ctx, [task.eval_data or task.data], spec, "heldout")
-    model, result = train_adapter(ctx, task_dir, train, eval_examples, spec, stage="crosstask", task=task.name)
-    after = eval_datasets(ctx, model, [(task.name, task.eval_data or task.data)], spec).get(task.name, {})
+    out.mkdir(parents=True, exist_ok=True)
+    train, held = build(out)
+    model, result = train_adapter(ctx, task_dir, train, held, spec, stage="crosstask", task=name)
+    after = measure(model)
     model.save_pretrained(out)
     ctx.model = model.unload()
-    record = {"after": after, **summary(result)}
+    record = {"after": after, **(extra or {}), **summary(result)}
     write_json_atomic(done, record)
     write_json_atomic(task_dir / "done.json", record)
     return record
-
