@@ -12,6 +12,8 @@ from agentmill.agent.goal import run_goal
 from agentmill.agent.steps import (AnswerStep, ModelStep, NoticeStep, RouteStep, ToolResultStep, UserStep, from_dict,
                                    to_dict, to_messages)
 from agentmill.agent.toolcall import parse_tool_calls, repair_call
+import torch
+
 from agentmill.data.render import render
 from agentmill.model.run import RunModel
 from agentmill.store import SQLiteSessionStore
@@ -271,3 +273,22 @@ def test_repair_call_decodes_a_schema_valid_call_on_a_real_model(run, registry):
         assert all(isinstance(v, int) for v in fn["arguments"].values())
     else:
         assert isinstance(fn["arguments"]["account_id"], str)
+
+
+def test_repair_decoder_reuses_its_cache_without_changing_logits(run):
+    """The decoder's cached forwards give the logits of a full forward, also where the grown text
+    re-tokenises differently from its prefix ("12" + "3" is one token, not two)."""
+    from agentmill.agent.toolcall import _Decoder
+
+    def full(text):
+        ids = run.tokenizer(text, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            return run.model(input_ids=torch.tensor([ids])).logits[0].float()
+
+    d = _Decoder(run.model, run.tokenizer, "")
+    prompt = render(run.tokenizer, [{"role": "user", "content": "add 12 and 3"}], add_generation_prompt=True)
+    for text in [prompt, prompt + '{"a": 1', prompt + '{"a": 12', prompt + '{"a": 123, "b"', prompt + "x"]:
+        assert torch.allclose(d._logits(text), full(text)[-1], atol=1e-4)
+    ids = run.tokenizer(prompt + "yes", add_special_tokens=False)["input_ids"]
+    assert torch.allclose(d._forward(ids, 3), full(prompt + "yes")[3:], atol=1e-4)
+    assert d._ids == ids

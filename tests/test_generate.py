@@ -182,6 +182,28 @@ def test_score_continuations_with_peft(tok):
         _reference_scores(peft_model, tok, messages, labels), abs=1e-4)
 
 
+def test_merged_lora_same_logits_and_weights_restored(tok):
+    from agentmill.eval.evaluate import merged_lora
+
+    peft_model = _lora(tok)
+    ids = torch.tensor([tok("The monthly payment is", add_special_tokens=False)["input_ids"]])
+    weights = {k: v.clone() for k, v in peft_model.state_dict().items()}
+    with torch.no_grad():
+        unmerged = peft_model(input_ids=ids).logits
+        with merged_lora(peft_model):
+            assert all(m.merged for m in peft_model.modules() if hasattr(m, "merged_adapters"))
+            merged = peft_model(input_ids=ids).logits
+        peft_model.base_model.disable_adapter_layers()  # the bare backbone: nothing may be merged in
+        bare = peft_model(input_ids=ids).logits
+        with merged_lora(peft_model):
+            assert (peft_model(input_ids=ids).logits - bare).abs().max() == 0
+        peft_model.base_model.enable_adapter_layers()
+    assert (merged - unmerged).abs().max() < 1e-4
+    assert (unmerged - bare).abs().max() > 1e-3  # the adapter does change the output
+    assert not any(m.merged for m in peft_model.modules() if hasattr(m, "merged_adapters"))
+    assert max((weights[k] - v).abs().max().item() for k, v in peft_model.state_dict().items()) < 1e-6
+
+
 # ---------------------------------------------------------------- RunModel
 
 

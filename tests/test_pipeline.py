@@ -88,6 +88,10 @@ def recipe_path(tmp_path, tiny_base):
     return path
 
 
+def metrics_of(out):
+    return [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+
+
 def test_train_writes_a_complete_run_directory(recipe_path, tmp_path):
     out = tmp_path / "runs" / "tiny"
     run = train_recipe(load_recipe(recipe_path), out)
@@ -98,8 +102,18 @@ def test_train_writes_a_complete_run_directory(recipe_path, tmp_path):
     assert manifest["tasks"]["intent"]["adapter"] is None
     assert manifest["tasks"]["cs"]["adapter"] == "adapters/cs"
     for task in ("cs", "tutor"):
-        assert (out / "adapters" / task / "adapter_config.json").exists()
+        config = json.loads((out / "adapters" / task / "adapter_config.json").read_text())
+        assert config["base_model_name_or_path"] == str(out.resolve() / "model")  # the merged backbone
         assert (out / "adapters" / task / "adapter_model.safetensors").exists()
+    # the PEFT layout loads as it is (vLLM's --lora-modules reads the same two files)
+    from peft import AutoPeftModelForCausalLM
+
+    assert AutoPeftModelForCausalLM.from_pretrained(out / "adapters" / "cs").peft_config["default"].r > 0
+    eval_points = [m for m in metrics_of(out) if m["split"] == "eval"]
+    # eval_every 1: the loop measures step 1; the last point is the stage's "after" measurement, once
+    pretrain_points = [m for m in eval_points if m["stage"] == "pretrain"]
+    assert [m["step"] for m in pretrain_points] == [1, 2]
+    assert pretrain_points[-1]["loss"] == pytest.approx(manifest["stages"][0]["after"]["eval_loss"])
     assert (out / "model" / "config.json").exists() and (out / "model" / "tokenizer.json").exists()
     assert (out / "stages" / "01-pretrain" / "adapter" / "adapter_model.safetensors").exists()
     pre = manifest["stages"][0]
@@ -110,7 +124,7 @@ def test_train_writes_a_complete_run_directory(recipe_path, tmp_path):
     assert 0 <= ev["tasks"]["intent"]["accuracy"] <= 1
     assert {"exact_match", "token_f1", "eval_loss"} <= set(ev["tasks"]["qa"])
     assert "perplexity" in ev["tasks"]["domain"]
-    metrics = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    metrics = metrics_of(out)
     train_steps = [(m["stage"], m["task"], m["step"]) for m in metrics if m["split"] == "train"]
     assert ("crosstask", "tutor", 2) in train_steps and ("pretrain", None, 1) in train_steps
     assert any(f.name.startswith("events.out.tfevents") for f in (out / "tensorboard").iterdir())
@@ -292,3 +306,23 @@ def test_unknown_tool_in_an_allow_list_is_named(recipe_path, tmp_path):
     with pytest.raises(AgentmillError, match=r"task 'cs', tools: .*calculater.*did you mean 'calculator'"):
         train_recipe(recipe, tmp_path / "runs" / "x")
     assert not (tmp_path / "runs").exists()
+
+
+def test_lora_top_layers_adapts_only_the_top_decoder_layers(recipe_path, tokenizer):
+    from peft import get_peft_model
+
+    from agentmill.model.load import tiny_model
+    from agentmill.train.common import lora_config
+
+    recipe = load_recipe(recipe_path, ["lora.top_layers=1"])
+    model = tiny_model(tokenizer)
+    n_layers = model.config.num_hidden_layers
+    assert n_layers >= 2
+    config = lora_config(recipe, model)
+    assert set(config.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    peft_model = get_peft_model(model, config)
+    adapted = {int(name.split(".layers.")[1].split(".")[0]) for name, _ in peft_model.named_parameters()
+               if "lora_A" in name}
+    assert adapted == {n_layers - 1}
+    everywhere = load_recipe(recipe_path)
+    assert lora_config(everywhere, model).layers_to_transform is None

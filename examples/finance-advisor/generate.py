@@ -1581,11 +1581,17 @@ def middle_bank() -> list[tuple[str, str]]:
     return bank
 
 
-def dialogue(rng: random.Random, bank: list[tuple[str, str]]) -> dict:
-    kind = rng.choice(["name", "loan", "loan", "loan", "account", "account", "city", "city", "goal"])
+def introduction(rng: random.Random, kinds: list[str]) -> tuple[str, dict, tuple[str, str]]:
+    """A customer's opening turn giving a fact of one kind (and their name): (kind, facts, (user, assistant))."""
+    kind = rng.choice(kinds)
     facts = {"name": rng.choice(NAMES), "loan": usd0(rng.randrange(4, 101) * 500), "account": rng.choice(ACCOUNTS),
              "city": rng.choice(CITIES), "goal": rng.choice(GOALS), "purpose": rng.choice(PURPOSES)}
-    turns = [(rng.choice(FACT_INTROS[kind]).format(**facts), rng.choice(FACT_ACKS[kind]).format(**facts))]
+    return kind, facts, (rng.choice(FACT_INTROS[kind]).format(**facts), rng.choice(FACT_ACKS[kind]).format(**facts))
+
+
+def dialogue(rng: random.Random, bank: list[tuple[str, str]]) -> dict:
+    kind, facts, intro = introduction(rng, ["name", "loan", "loan", "loan", "account", "account", "city", "city", "goal"])
+    turns = [intro]
     n_user = rng.choice([2, 2, 3, 3, 3, 3, 3, 4, 4, 4])
 
     def middle() -> tuple[str, str]:
@@ -1642,26 +1648,40 @@ CS_PREFIXES = ["", "", "", "Hi, ", "Hello! ", "Quick question: ", "Good morning.
 CS_FOLLOWUPS = ["", "Thanks. ", "Thank you. ", "One more thing: ", "Also, ", "Great. "]
 
 
-def customer_service(n_train: int = 240, n_heldout: int = 40) -> tuple[list[dict], list[dict]]:
+def customer_service(n_train: int = 240, n_heldout: int = 24) -> tuple[list[dict], list[dict]]:
+    """Account questions are always looked up (account_lookup), policy questions always searched
+    (knowledge_search); a third of the conversations open with the customer introducing
+    themself, ask a looked-up question, then ask what they said (the demo's pattern).
+    The task's system prompt and tool list come from the recipe, for every record alike."""
     rng = random.Random(f"{SEED}-cs")
     bank_accounts = tool_dialogues.accounts(BANK_SQL)
 
     def make(pairs, account_rows):
         def one(r: random.Random) -> dict:
             kind = r.random()
-            if kind < 0.25:
+            if kind < 0.3:
                 return tool_dialogues.account_question(r, TOOLS, account_rows)
-            if kind < 0.5:
-                return tool_dialogues.knowledge_question(r, TOOLS, pairs)
-            q, a = r.choice(pairs)
-            turns = [(with_prefix(r.choice(CS_PREFIXES), q), a)]
-            if r.random() < 0.3:
-                q2, a2 = r.choice([p for p in pairs if p[1] != a])
-                turns.append((with_prefix(r.choice(CS_FOLLOWUPS), q2), a2))
-            return chat(turns, r.choice(CS_SYSTEMS) if r.random() < 0.5 else None)
+            messages: list = []
+            if kind < 0.65:
+                q, a = r.choice(pairs)
+                tool_dialogues.knowledge_turn(TOOLS, messages, with_prefix(r.choice(CS_PREFIXES), q), a)
+                if r.random() < 0.3:
+                    q2, a2 = r.choice([p for p in pairs if p[1] != a])
+                    tool_dialogues.knowledge_turn(TOOLS, messages, with_prefix(r.choice(CS_FOLLOWUPS), q2), a2)
+                return {"messages": messages}
+            fact, facts, (intro, ack) = introduction(r, ["name", "loan", "account", "city"])
+            messages += [{"role": "user", "content": intro}, {"role": "assistant", "content": ack}]
+            if r.random() < 0.75:
+                tool_dialogues.knowledge_turn(TOOLS, messages, *r.choice(pairs))
+            else:
+                tool_dialogues.account_turn(r, TOOLS, messages, account_rows)
+            questions, answer = RECALL[r.choice(["name", "name", fact])]
+            messages += [{"role": "user", "content": r.choice(questions)},
+                         {"role": "assistant", "content": answer.format(**facts)}]
+            return {"messages": messages}
         return one
 
-    seen: dict = {}
+    seen: dict = {tuple(DEMO_CHAT): True}
     heldout = unique(rng, make(faq_pairs("heldout"), bank_accounts), n_heldout, seen, user_turns)
     train = unique(rng, make(faq_pairs("train"), bank_accounts), n_train, seen, user_turns)
     return train, heldout
@@ -1669,111 +1689,8 @@ def customer_service(n_train: int = 240, n_heldout: int = 40) -> tuple[list[dict
 
 # =============================================================== crosstask: finance advisor
 
-ADVISOR_SYSTEMS = ["You are a financial advisor at Northwind Bank. Give the exact figure in one or two sentences.",
-                   "You are Northwind Bank's finance advisor. Answer with the correct numbers, briefly."]
 LOAN_KINDS = ["personal loan", "car loan", "loan", "home improvement loan"]
-
-
-def adv_loan(rng):
-    p, rate = rng.randrange(4, 101) * 500, rng.choice(RATES)
-    years = rng.choice([2, 3, 4, 5, 6])
-    n = years * 12
-    q = rng.choice([f"I want to borrow {usd0(p)} for {years} years at {rate_str(rate)}% APR. What would my monthly payment be?",
-                    f"What's the monthly payment on a {usd0(p)} loan at {rate_str(rate)}% over {n} months?",
-                    f"If I take a {usd0(p)} {rng.choice(LOAN_KINDS)} at {rate_str(rate)}% interest for {years} years, "
-                    "how much will I pay each month?",
-                    f"How much would I pay per month on {usd0(p)} borrowed at {rate_str(rate)}% APR for {n} months?"])
-    pay = loan_payment(p, rate, n)
-    turns = [(q, f"Your monthly payment would be {usd(pay)}. Over {n} payments that is {usd(pay * n)} in total.")]
-    if rng.random() < 0.3:
-        y2 = rng.choice([y for y in (2, 3, 4, 5, 6, 7) if y != years])
-        pay2 = loan_payment(p, rate, y2 * 12)
-        turns.append((rng.choice([f"What if I take {y2} years instead?", f"And over {y2} years?"]),
-                      f"Over {y2} years the monthly payment would be {usd(pay2)}, or {usd(pay2 * y2 * 12)} in total."))
-    return turns
-
-
-def adv_compound(rng):
-    p, rate, years = rng.randrange(2, 81) * 250, rng.choice(SAVINGS_RATES[1:] + ["6", "7", "8"]), rng.randrange(2, 26)
-    freq = rng.choice(list(FREQS))
-    q = rng.choice([f"If I invest {usd0(p)} at {rate_str(rate)}% compounded {freq} for {years} years, how much will I have?",
-                    f"How much will {usd0(p)} grow to in {years} years at {rate_str(rate)}% interest, compounded {freq}?",
-                    f"I'm putting {usd0(p)} in savings at {rate_str(rate)}% compounded {freq}. What will it be worth after {years} years?"])
-    a = compound_amount(p, rate, FREQS[freq], years)
-    turns = [(q, f"You would have {usd(a)} after {years} years, which includes {usd(a - p)} of interest.")]
-    if rng.random() < 0.25:
-        y2 = years + rng.choice([2, 5, 10])
-        turns.append((f"And after {y2} years?", f"After {y2} years you would have {usd(compound_amount(p, rate, FREQS[freq], y2))}."))
-    return turns
-
-
-def adv_goal(rng):
-    g, m = rng.randrange(2, 61) * 500, rng.choice([6, 9, 10, 12, 15, 18, 24, 30, 36])
-    q = rng.choice([f"I want to save {usd0(g)} in {m} months. How much should I put aside each month?",
-                    f"How much do I need to save per month to have {usd0(g)} in {m} months?"])
-    return [(q, f"Save {usd(monthly_saving(g, m))} per month to reach {usd0(g)} in {m} months.")]
-
-
-def adv_emergency(rng):
-    e = rng.randrange(15, 71) * 100
-    q = rng.choice([f"My essential expenses are {usd0(e)} a month. How big should my emergency fund be?",
-                    f"I spend about {usd0(e)} a month on necessities. What emergency fund should I aim for?"])
-    return [(q, f"Aim for {usd0(3 * e)} to {usd0(6 * e)}, which is three to six months of your essential expenses.")]
-
-
-def adv_budget(rng):
-    t = rng.randrange(20, 101) * 100
-    q = rng.choice([f"I take home {usd0(t)} a month. How should I split it with the 50/30/20 rule?",
-                    f"Using the 50/30/20 budget, how would I divide a monthly take-home pay of {usd0(t)}?"])
-    return [(q, f"Put {usd(share_of(t, 50))} toward needs, {usd(share_of(t, 30))} toward wants and "
-                f"{usd(share_of(t, 20))} toward savings and debt repayment.")]
-
-
-def adv_utilization(rng):
-    limit = rng.randrange(2, 41) * 500
-    b = rng.randrange(1, limit // 50 + 1) * 50
-    u = percent_of(b, limit)
-    q = rng.choice([f"I owe {usd0(b)} on a card with a {usd0(limit)} limit. What's my credit utilization?",
-                    f"My card balance is {usd0(b)} and my limit is {usd0(limit)}. What is my utilization?"])
-    tail = ("That is below the 30% guideline." if u < 30 else
-            f"Paying the balance down to {usd(share_of(limit, 30))} would bring it to 30%.")
-    return [(q, f"Your credit utilization is {u}%. {tail}")]
-
-
-def adv_dti(rng):
-    income = rng.randrange(30, 151) * 100
-    debts = rng.randrange(int(income * 0.1) // 25, int(income * 0.5) // 25 + 1) * 25
-    x = percent_of(debts, income)
-    q = (f"My monthly debt payments are {usd0(debts)} and my gross monthly income is {usd0(income)}. "
-         "What is my debt-to-income ratio?")
-    tail = "That is within the 36% many lenders prefer." if x <= 36 else "That is above the 36% many lenders prefer."
-    return [(q, f"Your debt-to-income ratio is {x}%. {tail}")]
-
-
-def adv_cd(rng):
-    d = rng.randrange(2, 101) * 500
-    interest = share_of(d, F["cd_apy"].rstrip("%"))
-    q = rng.choice([f"If I put {usd0(d)} in a 12-month Northwind CD, how much interest will I earn?",
-                    f"How much would {usd0(d)} earn in your 12-month CD?"])
-    return [(q, f"At {F['cd_apy']} APY, you would earn {usd(interest)} in interest after 12 months, for a total "
-                f"of {usd(d + interest)}.")]
-
-
-def adv_card(rng):
-    b, apr = rng.randrange(6, 161) * 50, rng.choice(CARD_APRS)
-    month = verified(cents(Decimal(b) * Decimal(apr) / 100 / 365 * 30), b * float(apr) / 100 / 365 * 30)
-    q = rng.choice([f"I carry a {usd0(b)} balance on a card with {apr}% APR. About how much interest is that per month?",
-                    f"How much interest does a {usd0(b)} credit card balance at {apr}% APR cost in a month?"])
-    return [(q, f"Over a 30-day billing cycle that is about {usd(month)} in interest. Paying the full statement "
-                "balance by the due date avoids it.")]
-
-
-def adv_simple(rng):
-    p, rate, years = rng.randrange(2, 101) * 100, rng.choice(RATES), rng.randrange(1, 8)
-    unit = "year" if years == 1 else "years"
-    q = rng.choice([f"How much simple interest will I pay on {usd0(p)} at {rate_str(rate)}% for {years} {unit}?",
-                    f"What is the simple interest on {usd0(p)} at {rate_str(rate)}% a year over {years} {unit}?"])
-    return [(q, f"The simple interest is {usd(simple_interest(p, rate, years * 12))}.")]
+ADVISOR_GREETINGS = ["Hi, I'm {name}. ", "Hello, this is {name}. ", "Hi, my name is {name}. "]
 
 
 def adv_loan_tool(rng):
@@ -1788,20 +1705,20 @@ def adv_calculation_tool(rng):
     return tool_dialogues.calculation(rng, TOOLS)
 
 
-# Loans, compounding and plain arithmetic go through the tools (exact numbers by construction);
-# the rest are answered directly.
-ADVISOR_KINDS = [adv_loan_tool] * 6 + [adv_compound_tool] * 4 + [adv_calculation_tool] * 3 + [
-    adv_goal, adv_emergency, adv_budget, adv_utilization, adv_dti, adv_cd, adv_card, adv_simple]
+# Every figure goes through a tool (exact numbers by construction): a question the advisor
+# answers with a number is never answered from memory, so the model cannot learn "sometimes".
+ADVISOR_KINDS = [adv_loan_tool] * 5 + [adv_compound_tool] * 5 + [adv_calculation_tool] * 5
 
 
-def advisor(n_train: int = 240, n_heldout: int = 40) -> tuple[list[dict], list[dict]]:
+def advisor(n_train: int = 240, n_heldout: int = 24) -> tuple[list[dict], list[dict]]:
     rng = random.Random(f"{SEED}-advisor")
 
     def make(r: random.Random) -> dict:
-        made = r.choice(ADVISOR_KINDS)(r)
-        if isinstance(made, dict):  # a tool conversation: the task's system prompt comes from the recipe
-            return made
-        return chat(made, r.choice(ADVISOR_SYSTEMS) if r.random() < 0.5 else None)
+        made = r.choice(ADVISOR_KINDS)(r)  # the task's system prompt and tools come from the recipe
+        if r.random() < 0.2:  # the customer says who they are first: the arguments stay the same
+            first = made["messages"][0]
+            first["content"] = with_prefix(r.choice(ADVISOR_GREETINGS).format(name=r.choice(NAMES)), first["content"])
+        return made
 
     seen: dict = {}
     heldout = unique(rng, make, n_heldout, seen, user_turns)

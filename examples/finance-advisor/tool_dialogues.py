@@ -109,7 +109,7 @@ def compound(rng, tools: Tools, rates) -> dict:
 
 
 def calculation(rng, tools: Tools) -> dict:
-    kind = rng.randrange(4)
+    kind = rng.randrange(6)
     if kind == 0:
         pct, amount = rng.choice([5, 10, 12, 15, 18, 20, 25, 30]), rng.randrange(20, 500) * 10
         q, expr = f"What is {pct}% of {usd0(amount)}?", f"{amount} * {pct} / 100"
@@ -124,10 +124,23 @@ def calculation(rng, tools: Tools) -> dict:
         q, expr = rng.choice([f"I take home {usd0(x)} a month. How much is that per year?",
                               f"What is {usd0(x)} a month over a whole year?"]), f"{x} * 12"
         answer = lambda v: f"That is {usd(v)} per year."
-    else:
+    elif kind == 3:
         x, n = rng.randrange(40, 900), rng.choice([2, 3, 4, 5, 6])
         q, expr = f"We need to split a {usd0(x)} bill between {n} people. How much does each pay?", f"{x} / {n}"
         answer = lambda v: f"Each person pays {usd(v)}."
+    elif kind == 4:
+        g, m = rng.randrange(2, 61) * 500, rng.choice([6, 9, 10, 12, 15, 18, 24, 30, 36])
+        q = rng.choice([f"I want to save {usd0(g)} in {m} months. How much should I put aside each month?",
+                        f"How much do I need to save per month to have {usd0(g)} in {m} months?"])
+        expr = f"{g} / {m}"
+        answer = lambda v: f"Save {usd(v)} per month to reach {usd0(g)} in {m} months."
+    else:
+        p, rate, years = rng.randrange(2, 101) * 100, rng.choice(["3", "4", "4.5", "5", "5.5", "6", "6.5", "7", "8"]), \
+            rng.randrange(2, 8)
+        q = rng.choice([f"How much simple interest will I pay on {usd0(p)} at {rate}% for {years} years?",
+                        f"What is the simple interest on {usd0(p)} at {rate}% a year over {years} years?"])
+        expr = f"{p} * {rate} / 100 * {years}"
+        answer = lambda v: f"The simple interest is {usd(v)}."
     messages = [{"role": "user", "content": q}]
     content = tools.run("calculator", {"expression": expr})
     messages += [call("calculator", {"expression": expr}), {"role": "tool", "name": "calculator", "content": content}]
@@ -140,12 +153,19 @@ def calculation(rng, tools: Tools) -> dict:
 # ---------------------------------------------------------------- customer service
 
 def account_question(rng, tools: Tools, accounts_: list[dict]) -> dict:
+    messages: list = []
+    account_turn(rng, tools, messages, accounts_)
+    return {"messages": messages}
+
+
+def account_turn(rng, tools: Tools, messages: list, accounts_: list[dict]) -> None:
+    """An account question: always looked up by its id, then answered from the record."""
     a = rng.choice(accounts_)
     account_id = a["account_id"]
     q = rng.choice([f"What's the balance on account {account_id}?", f"Can you check account {account_id} for me?",
                     f"How much money is in {account_id}?", f"Is my account {account_id} active?",
                     f"Please look up account {account_id}."])
-    messages = [{"role": "user", "content": q}]
+    messages.append({"role": "user", "content": q})
     r = used(tools, messages, "account_lookup", {"account_id": account_id})
     if r["type"] == "credit":
         state = f"{usd(-r['balance'])} owed" if r["balance"] < 0 else f"a balance of {usd(r['balance'])}"
@@ -153,15 +173,20 @@ def account_question(rng, tools: Tools, accounts_: list[dict]) -> dict:
         state = f"a balance of {usd(r['balance'])}" + (" (overdrawn)" if r["balance"] < 0 else "")
     messages.append({"role": "assistant", "content": f"Account {account_id} is a {r['type']} account with "
                                                      f"{state}; it is {r['status']}."})
-    return {"messages": messages}
 
 
 def knowledge_question(rng, tools: Tools, faq_pairs: list[tuple[str, str]]) -> dict:
     q, a = rng.choice(faq_pairs)
-    messages = [{"role": "user", "content": q}]
-    used(tools, messages, "knowledge_search", {"query": q})
-    messages.append({"role": "assistant", "content": a})
+    messages: list = []
+    knowledge_turn(tools, messages, q, a)
     return {"messages": messages}
+
+
+def knowledge_turn(tools: Tools, messages: list, question: str, answer: str) -> None:
+    """A policy question: always looked up (the query is the customer's message), then answered."""
+    messages.append({"role": "user", "content": question})
+    used(tools, messages, "knowledge_search", {"query": question})
+    messages.append({"role": "assistant", "content": answer})
 
 
 def knowledge_documents(faq: list, folder: Path) -> None:

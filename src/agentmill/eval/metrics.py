@@ -125,3 +125,8 @@ def perplexity(total_nll: float, total_tokens: int) -> float:
         return math.exp(mean_nll)
     except OverflowError:
         return float("inf")
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    """One line for a console: `accuracy 0.95, macro_f1 0.945`."""
+    return ", ".join(f"{k} {v:.3g}" for k, v in metrics.items()) or "-"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -13,7 +14,8 @@ import yaml
 from agentmill.config import TrainSpec
 from agentmill.data.formats import apply_task_prompt, read_records
 from agentmill.errors import AgentmillError
-from agentmill.eval.evaluate import evaluate_task
+from agentmill.eval.evaluate import capped, evaluate_task
+from agentmill.eval.metrics import format_metrics
 from agentmill.tools.setup import task_prompt
 
 
@@ -91,14 +93,17 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
     jobs = [j for j in jobs if j[0] not in known]
     with _autocast(manifest.get("precision", "no")):
         for name, adapter_task, task_fmt, records, labels in jobs:
-            if console is not None:
-                console.print(f"evaluating [bold]{name}[/] ({len(records)} records)")
+            started = time.perf_counter()
             if adapter_task == ROUTER:
                 with run.adapter(ROUTER) as model:
                     results[name] = evaluate_task(model, run.tokenizer, task_fmt, records, spec, labels=labels)
-                continue
-            run.use_task(adapter_task)
-            results[name] = evaluate_task(run.model, run.tokenizer, task_fmt, records, spec, labels=labels)
+            else:
+                run.use_task(adapter_task)
+                results[name] = evaluate_task(run.model, run.tokenizer, task_fmt, records, spec, labels=labels)
+            if console is not None:
+                console.print(f"evaluated [bold]{name}[/] on {len(capped(records, task_fmt, spec))} records "
+                              f"in {time.perf_counter() - started:.0f} s: {format_metrics(results[name])}",
+                              highlight=False)
 
     out_path = run_dir / "eval.json"
     previous = json.loads(out_path.read_text()) if out_path.exists() else {}

@@ -15,6 +15,7 @@ import re
 
 from agentmill.agent.toolcall import parse_tool_calls
 from agentmill.data.formats import Record
+from agentmill.eval.evaluate import answer_budget
 from agentmill.eval.metrics import mean
 from agentmill.model.generate import generate_batch
 
@@ -78,7 +79,7 @@ def evaluate_tool_use(model, tokenizer, records: list[Record]) -> dict[str, floa
     if not records:
         return {}
     call_prompts, gold_calls, tools = [], [], []
-    answer_prompts, numbers, answer_tools = [], [], []
+    answer_prompts, numbers, answer_tools, gold_answers = [], [], [], []
     for r in records:
         i = _first_call_index(r.messages)
         call_prompts.append(r.messages[:i])
@@ -89,15 +90,28 @@ def evaluate_tool_use(model, tokenizer, records: list[Record]) -> dict[str, floa
         number = headline_number(results[-1]["content"]) if results else None
         if last > i and number is not None:
             answer_prompts.append(r.messages[:last])
+            gold_answers.append(r.messages[last].get("content") or "")
             numbers.append(number)
             answer_tools.append(r.tools)
-    outputs = generate_batch(model, tokenizer, call_prompts, max_new_tokens=64, tools=tools)
+    outputs = generate_batch(model, tokenizer, call_prompts, tools=tools,
+                             max_new_tokens=answer_budget(tokenizer, [_call_text(c) for c in gold_calls]))
     exact = []
     for out, gold in zip(outputs, gold_calls):
         _, calls = parse_tool_calls(out)
         exact.append(same_call(calls[0].call if calls else None, gold))
     metrics = {"tool_call_exact": mean(exact), "tool_records": float(len(records))}
     if answer_prompts:
-        answers = generate_batch(model, tokenizer, answer_prompts, max_new_tokens=64, tools=answer_tools)
+        answers = generate_batch(model, tokenizer, answer_prompts, max_new_tokens=answer_budget(tokenizer, gold_answers),
+                                 tools=answer_tools)
         metrics["tool_answer_match"] = mean([states_number(a, n) for a, n in zip(answers, numbers)])
     return metrics
+
+
+def _call_text(call: dict) -> str:
+    """A gold call as the model writes it (Hermes form), for the length budget."""
+    function = call["function"]
+    arguments = function.get("arguments", {})
+    if not isinstance(arguments, str):
+        arguments = json.dumps(arguments)
+    return f'<tool_call>\n{{"name": "{function["name"]}", "arguments": {arguments}}}\n</tool_call>'
+

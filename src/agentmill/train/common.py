@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,8 @@ from agentmill.paths import write_json_atomic
 from agentmill.config import DataSpec, Recipe, TrainSpec
 from agentmill.data.formats import Record, read_records
 from agentmill.data.render import Example
-from agentmill.eval.evaluate import encode_records, evaluate_task
+from agentmill.eval.evaluate import capped, encode_records, evaluate_task
+from agentmill.eval.metrics import format_metrics
 from agentmill.train.loop import LoopResult, train_loop
 
 
@@ -104,11 +106,19 @@ def replay_examples(ctx: StageContext, index: int, stage, n_new: int, spec: Trai
     return [pools[i % len(pools)][(i // len(pools)) % len(pools[i % len(pools)])] for i in range(want)]
 
 
-def lora_config(recipe: Recipe):
+def lora_config(recipe: Recipe, model=None):
+    """peft's LoraConfig for the recipe; `model` is needed for `lora.top_layers`."""
     from peft import LoraConfig
 
+    targets, layers = recipe.lora.targets, None
+    if recipe.lora.top_layers is not None and model is not None:
+        n_layers = model.config.num_hidden_layers
+        layers = list(range(max(0, n_layers - recipe.lora.top_layers), n_layers))
+        if targets == "all-linear":  # peft restricts layers only with explicit module names
+            targets = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                              if isinstance(module, torch.nn.Linear) and ".layers." in name})
     return LoraConfig(r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
-                      target_modules=recipe.lora.targets, task_type="CAUSAL_LM")
+                      target_modules=targets, layers_to_transform=layers, task_type="CAUSAL_LM")
 
 
 def train_adapter(ctx: StageContext, stage_dir: Path, train: list[Example], heldout: list[Example],
@@ -122,15 +132,24 @@ def train_adapter(ctx: StageContext, stage_dir: Path, train: list[Example], held
     if ctx.recipe.method == "lora":
         from peft import get_peft_model
 
-        model = get_peft_model(ctx.model, lora_config(ctx.recipe))
+        model = get_peft_model(ctx.model, lora_config(ctx.recipe, ctx.model))
     else:
         model = ctx.model
         for p in model.parameters():
             p.requires_grad_(True)
     result: LoopResult = train_loop(
         model, train, heldout, spec, accelerator=ctx.accelerator, ckpt_dir=stage_dir / "checkpoints",
-        logger=ctx.logger, stage=stage, task=task, seed=ctx.recipe.seed, resume=ctx.resume, progress=ctx.progress)
+        logger=ctx.logger, stage=stage, task=task, seed=ctx.recipe.seed, resume=ctx.resume, progress=ctx.progress,
+        eval_at_end=False)
     return model, result
+
+
+def log_final_eval(ctx: StageContext, result: LoopResult, after: dict, stage: str, task: str | None = None) -> None:
+    """The held-out loss of one data set measured after training, as the loss curve's last eval
+    point (the loop leaves that measurement to the stage: train_loop's `eval_at_end`)."""
+    if "eval_loss" in after and ctx.accelerator.is_main_process:
+        ctx.logger.log({"stage": stage, "task": task, "split": "eval", "step": result.steps,
+                        "loss": after["eval_loss"], "tokens": result.tokens, "time": result.wall_s})
 
 
 def eval_datasets(ctx: StageContext, model, items: list[tuple[str, DataSpec]], spec: TrainSpec,
@@ -140,9 +159,11 @@ def eval_datasets(ctx: StageContext, model, items: list[tuple[str, DataSpec]], s
     for name, s in items:
         ds = ctx.dataset(s)
         if ds.heldout:
-            ctx.say(f"  evaluating {name} ({min(len(ds.heldout), spec.eval_max_records)} held-out records)")
+            started = time.perf_counter()
             out[name] = evaluate_task(model, ctx.tokenizer, s.format, ds.heldout, spec, labels=ds.labels,
                                       accelerator=ctx.accelerator, generate=generate)
+            ctx.say(f"  evaluated {name} on {len(capped(ds.heldout, s.format, spec))} held-out records "
+                    f"in {time.perf_counter() - started:.0f} s: {format_metrics(out[name])}")
     return out
 
 
@@ -206,6 +227,7 @@ def run_data_stage(ctx: StageContext, stage, index: int, eval_name: str) -> dict
     before = eval_datasets(ctx, ctx.model, heldout, spec).get(eval_name, {})
     model, result = train_adapter(ctx, stage_dir, train, eval_examples, spec, stage=stage.stage)
     after = eval_datasets(ctx, model, heldout, spec).get(eval_name, {})
+    log_final_eval(ctx, result, after, stage.stage)
     adapter = keep_result(ctx, model, stage_dir)
 
     return finish_stage(stage_dir, {"stage": stage.stage, "index": index, "adapter": adapter,

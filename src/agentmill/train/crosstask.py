@@ -18,7 +18,8 @@ from agentmill.data.formats import Record
 from agentmill.data.render import Example
 from agentmill.eval.evaluate import encode_records, evaluate_task
 from agentmill.train.common import (StageContext, eval_datasets, examples_of, finish_stage, keep_result,
-                                    replay_examples, replay_stage, stage_dir_of, summary, train_adapter)
+                                    log_final_eval, replay_examples, replay_stage, stage_dir_of, summary,
+                                    train_adapter)
 
 
 def mix(per_task: list[list[Example]], weights: list[float], temperature: float, seed: int) -> list[Example]:
@@ -143,6 +144,7 @@ def _kept_adapter(ctx: StageContext, index: int, name: str, spec, build, measure
     train, held = build(out)
     model, result = train_adapter(ctx, task_dir, train, held, spec, stage="crosstask", task=name)
     after = measure(model)
+    log_final_eval(ctx, result, after, "crosstask", name)
     model.save_pretrained(out)
     ctx.model = model.unload()
     record = {"after": after, **(extra or {}), **summary(result)}

@@ -27,7 +27,9 @@ def run(ctx: StageContext, stage: FinetuneStage, index: int) -> dict:
     train += replayed
     eval_examples = [e for t in stage.tasks for e in examples_of(ctx, [t.eval_data or t.data], spec, "heldout",
                                                                  labels=ctx.dataset(t.data).labels)]
-    before = eval_datasets(ctx, ctx.model, heldout, spec)
+    # "before" scores labels and measures loss, without generation: an untrained model's exact
+    # match and F1 are near 0 and generating them costs as much as the "after" measurement
+    before = eval_datasets(ctx, ctx.model, heldout, spec, generate=False)
     model, result = train_adapter(ctx, stage_dir, train, eval_examples, spec, stage="finetune")
     after = eval_datasets(ctx, model, heldout, spec)
     adapter = keep_result(ctx, model, stage_dir)

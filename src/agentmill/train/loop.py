@@ -183,8 +183,12 @@ def _load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
 
 def train_loop(model, train: list[Example], eval_examples: list[Example], spec: TrainSpec, *,
                accelerator, ckpt_dir: Path, logger, stage: str, task: str | None = None,
-               seed: int = 42, resume: bool = False, progress=None) -> LoopResult:
-    """Train `model` (only its parameters with requires_grad) on `train`; returns what happened."""
+               seed: int = 42, resume: bool = False, progress=None, eval_at_end: bool = True) -> LoopResult:
+    """Train `model` (only its parameters with requires_grad) on `train`; returns what happened.
+
+    Held-out loss is measured every `spec.eval_every` steps and, with `eval_at_end`, after the
+    last step; the pipeline's stages measure that one themselves (their "after" metrics) and
+    log it, so they turn it off rather than pay for it twice."""
     from transformers import get_cosine_schedule_with_warmup
 
     rows = make_rows(train, spec, seed=seed)
@@ -232,7 +236,7 @@ def train_loop(model, train: list[Example], eval_examples: list[Example], spec: 
                         "lr": scheduler.get_last_lr()[0], "tokens_per_s": tps, "tokens": tokens, "time": elapsed})
         if bar is not None:
             progress.update(bar, completed=done, loss=loss_value, tps=tps)
-        if eval_examples and (done % spec.eval_every == 0 or done == n_steps):
+        if eval_examples and (done % spec.eval_every == 0 and done < n_steps or done == n_steps and eval_at_end):
             eval_loss, _ = evaluate_loss(model, eval_examples, spec, accelerator)
             if accelerator.is_main_process:
                 logger.log({"stage": stage, "task": task, "split": "eval", "step": done, "loss": eval_loss,

@@ -225,9 +225,20 @@ def train_recipe(recipe: Recipe, out: Path | None = None, resume: bool = False, 
             console.print("[bold]final evaluation[/] of every task")
         evaluate_run(work, console=console, allow_partial=True, known=_final_metrics(records))
         write_report(work)
+        _point_adapters_at_backbone(work, out)
         os.replace(work, out)
     accelerator.wait_for_everyone()
     return out
+
+
+def _point_adapters_at_backbone(work: Path, out: Path) -> None:
+    """The task adapters apply to RUN_DIR/model (the base with the stages merged), not to the
+    base model they were created on: say so in their adapter_config.json, where PEFT's
+    AutoPeftModelForCausalLM and other tools look for the base."""
+    for config_path in sorted((work / "adapters").glob("*/adapter_config.json")):
+        config = json.loads(config_path.read_text())
+        config["base_model_name_or_path"] = str(out.resolve() / "model")
+        write_json_atomic(config_path, config)
 
 
 def _final_metrics(records: list[dict]) -> dict[str, dict]:
