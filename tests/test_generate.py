@@ -300,3 +300,28 @@ def test_runmodel_from_parts(tok):
     base = _logits(run)
     run.use_task("t1")
     assert not torch.allclose(_logits(run), base, atol=1e-3)
+
+
+def test_generate_batch_runs_a_shared_prefix_once_with_the_same_answers(tiny_lm, tok):
+    """A task's system prompt and tool list are shared by every row: run once, same greedy answers."""
+    from agentmill.model import generate as gen
+
+    system = {"role": "system", "content": "You are the bank's assistant. " * 8 + "Use the tools for numbers."}
+    convs = [[system, *c] for c in CONVERSATIONS]
+    singles = [generate(tiny_lm, tok, conv, max_new_tokens=10) for conv in convs]
+    calls = []
+    real = gen._shared_prefix_batch
+    def spy(*args):
+        ids, mask, cache = real(*args)
+        calls.append((mask, cache.get_seq_length() if cache is not None else 0))
+        return ids, mask, cache
+
+    gen._shared_prefix_batch = spy
+    try:
+        assert generate_batch(tiny_lm, tok, convs, max_new_tokens=10, batch_size=16) == singles
+    finally:
+        gen._shared_prefix_batch = real
+    mask, shared = calls[0]
+    assert shared >= 40  # the system prompt ran once
+    assert (mask[:, :shared] == 1).all() and (mask.sum(1) == torch.tensor(
+        sorted(len(gen._prompt_ids(tok, c)) for c in convs))).all()

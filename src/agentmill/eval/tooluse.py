@@ -93,7 +93,7 @@ def evaluate_tool_use(model, tokenizer, records: list[Record]) -> dict[str, floa
             gold_answers.append(r.messages[last].get("content") or "")
             numbers.append(number)
             answer_tools.append(r.tools)
-    outputs = generate_batch(model, tokenizer, call_prompts, tools=tools,
+    outputs = generate_batch(model, tokenizer, call_prompts, tools=tools, batch_size=32,
                              max_new_tokens=answer_budget(tokenizer, [_call_text(c) for c in gold_calls]))
     exact = []
     for out, gold in zip(outputs, gold_calls):
@@ -102,6 +102,7 @@ def evaluate_tool_use(model, tokenizer, records: list[Record]) -> dict[str, floa
     metrics = {"tool_call_exact": mean(exact), "tool_records": float(len(records))}
     if answer_prompts:
         answers = generate_batch(model, tokenizer, answer_prompts, max_new_tokens=answer_budget(tokenizer, gold_answers),
+                                 batch_size=32,
                                  tools=answer_tools)
         metrics["tool_answer_match"] = mean([states_number(a, n) for a, n in zip(answers, numbers)])
     return metrics

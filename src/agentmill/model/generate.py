@@ -148,9 +148,12 @@ def generate(model, tokenizer, messages: list[dict], max_new_tokens: int = 256, 
 @torch.no_grad()
 def generate_batch(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 64,
                    batch_size: int = 16, tools: list[list[dict] | None] | None = None) -> list[str]:
-    """Greedy answers to many conversations, in order; left-padded batches of similar length.
+    """Greedy answers to many conversations, in order; batches of similar length.
 
-    `tools`: the tool schemas shown with each conversation (None: no tools)."""
+    `tools`: the tool schemas shown with each conversation (None: no tools).
+    The token prefix a batch shares (a task's system prompt and tool list: most of an agent
+    prompt) runs once; its KV cache is repeated for every row, and each row's own part is
+    padded on the left of that part, not of the whole prompt (`_shared_prefix_batch`)."""
     if not conversations:
         return []
     tools = tools or [None] * len(conversations)
@@ -159,24 +162,52 @@ def generate_batch(model, tokenizer, conversations: list[list[dict]], max_new_to
     stops, pad = _stop_ids(tokenizer), _pad_id(tokenizer)
     device = _device(model)
     results: list[str] = [""] * len(prompts)
-    old_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        with _eval_mode(model):
-            for start in range(0, len(order), batch_size):
-                idx = order[start:start + batch_size]
-                batch = tokenizer.pad({"input_ids": [prompts[i] for i in idx]}, padding=True, return_tensors="pt")
-                input_ids = batch["input_ids"].to(device)
-                out = model.generate(input_ids=input_ids, attention_mask=batch["attention_mask"].to(device),
-                                     max_new_tokens=max_new_tokens, eos_token_id=stops, pad_token_id=pad,
-                                     **_sampling_kwargs(0.0, 1.0))
-                width = input_ids.shape[1]
-                for row, i in enumerate(idx):
-                    new = _cut(out[row, width:].tolist(), stops)
-                    results[i] = tokenizer.decode(new, skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = old_side
+    with _eval_mode(model):
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            input_ids, mask, cache = _shared_prefix_batch(model, [prompts[i] for i in idx], pad, device)
+            if cache is not None:
+                cache_kwargs = {_cache_kwarg(model): cache}
+            else:
+                cache_kwargs = {}
+            out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                 eos_token_id=stops, pad_token_id=pad, **cache_kwargs, **_sampling_kwargs(0.0, 1.0))
+            width = input_ids.shape[1]
+            for row, i in enumerate(idx):
+                new = _cut(out[row, width:].tolist(), stops)
+                results[i] = tokenizer.decode(new, skip_special_tokens=True)
     return results
+
+
+MIN_SHARED_PREFIX = 16  # shorter shared prefixes are not worth a separate forward
+
+
+def _shared_prefix_batch(model, prompts: list[list[int]], pad: int, device):
+    """(input_ids, attention_mask, KV cache of the shared prefix or None) for a greedy batch.
+
+    Rows are [shared prefix | pads | own tokens]: the pads sit between the prefix and each row's
+    own part, masked out; generate() derives positions from the mask, so every real token keeps
+    the position it has alone. The prefix stops one token short of the shortest prompt, so that
+    every row has a token of its own to run."""
+    shared = 0
+    shortest = min(len(p) for p in prompts)
+    while shared < shortest - 1 and all(p[shared] == prompts[0][shared] for p in prompts):
+        shared += 1
+    if len(prompts) < 2 or shared < MIN_SHARED_PREFIX:
+        shared = 0
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, p in enumerate(prompts):
+        own = len(p) - shared
+        ids[row, :shared], mask[row, :shared] = torch.tensor(p[:shared]), 1
+        ids[row, width - own:], mask[row, width - own:] = torch.tensor(p[shared:]), 1
+    if not shared:
+        return ids.to(device), mask.to(device), None
+    first = model(input_ids=ids[:1, :shared].to(device), use_cache=True, logits_to_keep=1)
+    cache = getattr(first, "cache", None) or first.past_key_values
+    cache.batch_repeat_interleave(len(prompts))
+    return ids.to(device), mask.to(device), cache
 
 
 def _cache_kwarg(model) -> str:
