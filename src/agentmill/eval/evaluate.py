@@ -4,7 +4,8 @@
 - classification: each label scored as a continuation (label text + end-of-turn token, exactly
   what training labels); the best-scoring label is the prediction → accuracy, macro-F1.
 - instruction: greedy generation → exact match and token F1; plus held-out loss.
-- chat: held-out loss on the trained (assistant) tokens.
+- chat: held-out loss on the trained (assistant) tokens; with generation, tool use (eval/tooluse.py)
+  and multi-turn memory (eval/memory.py) on the records that have them.
 """
 
 from __future__ import annotations
@@ -99,9 +100,11 @@ def _evaluate(model, tokenizer, fmt, records, spec, labels, accelerator, generat
         metrics["exact_match"] = mean([exact_match(p, g) for p, g in zip(preds, golds)])
         metrics["token_f1"] = mean([token_f1(p, g) for p, g in zip(preds, golds)])
     if fmt == "chat" and generate:
+        from agentmill.eval.memory import evaluate_memory
         from agentmill.eval.tooluse import evaluate_tool_use
 
         metrics.update(evaluate_tool_use(model, tokenizer, records))
+        metrics.update(evaluate_memory(model, tokenizer, records))
     return metrics
 
 
