@@ -1,4 +1,5 @@
-"""Helpers for the serve tests: a tiny run with two real LoRA task adapters and a router, a live
+"""Helpers for the generation, serve and web tests: a tiny model whose answers depend on the
+context, real LoRA adapters on it, a tiny run with two task adapters and a router, a live
 uvicorn server on a loopback port in a background thread, and scripted generations."""
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ def chatty_tiny(tokenizer):
     return model.eval()
 
 
-def _lora(tokenizer, seed):
+def tiny_lora(tokenizer, seed, adapter_name="default"):
+    """chatty_tiny with a random (non-zero) LoRA adapter; "default" is saved at the folder's top level."""
     from peft import LoraConfig, get_peft_model
 
-    base = chatty_tiny(tokenizer)
+    base = chatty_tiny(tokenizer)  # seeds the global RNG itself: seed the adapter's init after it
     torch.manual_seed(seed)
     config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"], init_lora_weights=False)
-    return get_peft_model(base, config).eval()  # adapter "default": saved at the folder's top level
+    return get_peft_model(base, config, adapter_name=adapter_name).eval()
 
 
 def build_run(root, tokenizer):
@@ -40,7 +42,7 @@ def build_run(root, tokenizer):
     chatty_tiny(tokenizer).save_pretrained(root / "model")
     tokenizer.save_pretrained(root / "model")
     for name, seed in (("t1", 1), ("t2", 2), ("router", 3)):
-        _lora(tokenizer, seed).save_pretrained(root / "adapters" / name)
+        tiny_lora(tokenizer, seed).save_pretrained(root / "adapters" / name)
     manifest = {"name": "servetest", "base_model": "tiny-base", "backbone": "model", "stages": [],
                 "tasks": {"t1": {"format": "chat", "adapter": "adapters/t1", "system": SYSTEM_T1},
                           "t2": {"format": "chat", "adapter": "adapters/t2", "tools": ["calculator"]},

@@ -8,8 +8,9 @@ import torch
 from agentmill.data.render import end_of_turn_id, render
 from agentmill.errors import AgentmillError
 from agentmill.model.generate import generate, generate_batch, generate_stream, score_continuations
-from agentmill.model.load import load_tokenizer, tiny_model
+from agentmill.model.load import load_tokenizer
 from agentmill.model.run import RunModel
+from serve_util import chatty_tiny, tiny_lora
 
 CONVERSATIONS = [
     [{"role": "user", "content": "Hi"}],
@@ -26,29 +27,9 @@ def tok():
     return load_tokenizer("smollm2-135m-instruct")
 
 
-def chatty_tiny(tok):
-    """The tiny model with an untied random output layer. With tied embeddings a random model just
-    repeats the prompt's last token ("\\n" after "assistant\\n") forever, which would make
-    batch-vs-single comparisons vacuous; untied, its greedy answers depend on the context."""
-    model = tiny_model(tok)
-    gen = torch.Generator().manual_seed(1)
-    model.config.tie_word_embeddings = False
-    model.lm_head.weight = torch.nn.Parameter(torch.randn(model.lm_head.weight.shape, generator=gen) * 0.02)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def tiny_lm(tok):
     return chatty_tiny(tok)
-
-
-def _lora(tok, name="t1", seed=1):
-    from peft import LoraConfig, get_peft_model
-
-    base = chatty_tiny(tok)  # seeds the global RNG itself: seed the adapter's init after it
-    torch.manual_seed(seed)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"], init_lora_weights=False)
-    return get_peft_model(base, config, adapter_name=name).eval()
 
 
 class _ForceEot:
@@ -138,7 +119,7 @@ def test_stream_closed_early_stops_generation(tiny_lm, tok):
 
 
 def test_generate_with_peft_wrapper(tok):
-    peft_model = _lora(tok)
+    peft_model = tiny_lora(tok, 1, "t1")
     singles = [generate(peft_model, tok, c, max_new_tokens=8) for c in CONVERSATIONS[:3]]
     assert generate_batch(peft_model, tok, CONVERSATIONS[:3], max_new_tokens=8) == singles
     assert "".join(generate_stream(peft_model, tok, CONVERSATIONS[0], max_new_tokens=8)) == singles[0]
@@ -175,7 +156,7 @@ def test_score_continuations_equals_reference(tiny_lm, tok):
 
 
 def test_score_continuations_with_peft(tok):
-    peft_model = _lora(tok)
+    peft_model = tiny_lora(tok, 1, "t1")
     messages = [{"role": "user", "content": "Is this spam?"}]
     labels = ["yes", "no"]
     assert score_continuations(peft_model, tok, messages, labels) == pytest.approx(
@@ -185,7 +166,7 @@ def test_score_continuations_with_peft(tok):
 def test_merged_lora_same_logits_and_weights_restored(tok):
     from agentmill.eval.evaluate import merged_lora
 
-    peft_model = _lora(tok)
+    peft_model = tiny_lora(tok, 1, "t1")
     ids = torch.tensor([tok("The monthly payment is", add_special_tokens=False)["input_ids"]])
     weights = {k: v.clone() for k, v in peft_model.state_dict().items()}
     with torch.no_grad():
@@ -214,8 +195,8 @@ def run_dir(tok, tmp_path_factory):
     base.save_pretrained(root / "model")
     tok.save_pretrained(root / "model")
     # adapter_name "default": PeftModel.save_pretrained puts any other name in a sub-folder of that name
-    _lora(tok, "default", seed=1).save_pretrained(root / "adapters" / "t1")
-    _lora(tok, "default", seed=2).save_pretrained(root / "adapters" / "t2")
+    tiny_lora(tok, 1).save_pretrained(root / "adapters" / "t1")
+    tiny_lora(tok, 2).save_pretrained(root / "adapters" / "t2")
     manifest = {"name": "myrun", "base_model": "tiny", "backbone": "model", "stages": [],
                 "tasks": {"intent": {"stage": "finetune", "format": "classification", "adapter": None,
                                      "labels": ["a", "b"]},
@@ -294,7 +275,7 @@ def test_runmodel_load_errors(run_dir, tmp_path):
 
 
 def test_runmodel_from_parts(tok):
-    peft_model = _lora(tok, "t1")
+    peft_model = tiny_lora(tok, 1, "t1")
     run = RunModel.from_parts(peft_model, tok)
     assert run.tasks == ["t1"] and run.task is None
     base = _logits(run)

@@ -9,7 +9,6 @@ Chromium comes from Debian (`apt-get install chromium`, done by `make install-te
 never downloads a browser.
 """
 
-import copy
 import json
 import shutil
 import socket
@@ -20,7 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import torch
+from serve_util import chatty_tiny, tiny_lora
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -44,32 +43,13 @@ new MutationObserver(() => {
 """
 
 
-def _untied(tiny):
-    """The tiny model with a random untied output layer: tied, it repeats the prompt's last token
-    ("\\n") forever, which would stream nothing visible."""
-    model = copy.deepcopy(tiny)
-    model.config.tie_word_embeddings = False
-    gen = torch.Generator().manual_seed(1)
-    model.lm_head.weight = torch.nn.Parameter(torch.randn(model.lm_head.weight.shape, generator=gen) * 0.02)
-    return model.eval()
-
-
-def _lora(tiny, seed):
-    from peft import LoraConfig, get_peft_model
-
-    model = _untied(tiny)
-    torch.manual_seed(seed)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"], init_lora_weights=False)
-    return get_peft_model(model, config, adapter_name="default").eval()
-
-
 @pytest.fixture(scope="module")
-def web_run(tmp_path_factory, tokenizer, tiny):
+def web_run(tmp_path_factory, tokenizer):
     root = tmp_path_factory.mktemp("webrun") / "webrun"
-    _untied(tiny).save_pretrained(root / "model")
+    chatty_tiny(tokenizer).save_pretrained(root / "model")
     tokenizer.save_pretrained(root / "model")
     for name, seed in (("finance_advisor", 1), ("support", 2), ("router", 3)):
-        _lora(tiny, seed).save_pretrained(root / "adapters" / name)
+        tiny_lora(tokenizer, seed).save_pretrained(root / "adapters" / name)
     manifest = {"name": "webrun", "base_model": "tiny", "backbone": "model", "stages": [],
                 "tasks": {"finance_advisor": {"format": "chat", "adapter": "adapters/finance_advisor",
                                               "system": "You give careful financial advice."},

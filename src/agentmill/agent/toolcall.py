@@ -100,7 +100,7 @@ class _Decoder:
 
     def _forward(self, ids: list[int], first: int) -> torch.Tensor:
         """Logits (float32) predicting the tokens after positions first..len(ids)-1."""
-        from agentmill.model.generate import _cache_kwarg
+        from agentmill.model.generate import _cache_kwarg, returned_cache
 
         common = 0
         while common < min(len(ids), len(self._ids)) and ids[common] == self._ids[common]:
@@ -114,7 +114,7 @@ class _Decoder:
             common = 0
         with torch.no_grad():
             out = self.model(input_ids=torch.tensor([ids[common:]], device=self.device), use_cache=True, **kwargs)
-        self._cache = getattr(out, "cache", None) or out.past_key_values
+        self._cache = returned_cache(out)
         self._ids = list(ids)
         return out.logits[0, first - common:].float()
 

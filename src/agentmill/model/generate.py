@@ -166,10 +166,7 @@ def generate_batch(model, tokenizer, conversations: list[list[dict]], max_new_to
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             input_ids, mask, cache = _shared_prefix_batch(model, [prompts[i] for i in idx], pad, device)
-            if cache is not None:
-                cache_kwargs = {_cache_kwarg(model): cache}
-            else:
-                cache_kwargs = {}
+            cache_kwargs = {_cache_kwarg(model): cache} if cache is not None else {}
             out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                                  eos_token_id=stops, pad_token_id=pad, **cache_kwargs, **_sampling_kwargs(0.0, 1.0))
             width = input_ids.shape[1]
@@ -204,10 +201,14 @@ def _shared_prefix_batch(model, prompts: list[list[int]], pad: int, device):
         ids[row, width - own:], mask[row, width - own:] = torch.tensor(p[shared:]), 1
     if not shared:
         return ids.to(device), mask.to(device), None
-    first = model(input_ids=ids[:1, :shared].to(device), use_cache=True, logits_to_keep=1)
-    cache = getattr(first, "cache", None) or first.past_key_values
+    cache = returned_cache(model(input_ids=ids[:1, :shared].to(device), use_cache=True, logits_to_keep=1))
     cache.batch_repeat_interleave(len(prompts))
     return ids.to(device), mask.to(device), cache
+
+
+def returned_cache(output):
+    """The KV cache a forward returned (the field was renamed `cache` in transformers 5.2x)."""
+    return getattr(output, "cache", None) or output.past_key_values
 
 
 def _cache_kwarg(model) -> str:
@@ -242,7 +243,7 @@ def score_continuations(model, tokenizer, messages: list[dict], continuations: l
     with _eval_mode(model):
         # the shared prompt runs once; its KV cache is repeated for every candidate answer
         first = model(input_ids=torch.tensor([prompt], device=device), use_cache=True, logits_to_keep=1)
-        cache = getattr(first, "cache", None) or first.past_key_values  # renamed in transformers 5.2x
+        cache = returned_cache(first)
         cache.batch_repeat_interleave(batch)
         positions = torch.arange(len(prompt), len(prompt) + longest, device=device).expand(batch, -1)
         mask = torch.cat([torch.ones((batch, len(prompt)), dtype=torch.long), answer_mask], dim=1).to(device)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from agentmill.model.generate import _cache_kwarg
+from agentmill.model.generate import _cache_kwarg, returned_cache
 
 BASE_ADAPTER = "__base__"
 
@@ -54,7 +54,7 @@ class Batch:
         past = DynamicCache(ddp_cache_data=cache) if cache else DynamicCache()
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                          logits_to_keep=1, **{self.cache_kw: past}, **kwargs)
-        past = getattr(out, "cache", None) or out.past_key_values
+        past = returned_cache(out)
         return out.logits[:, -1, :].float(), [(layer.keys, layer.values) for layer in past.layers]
 
     @torch.no_grad()
