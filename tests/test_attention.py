@@ -86,3 +86,57 @@ def test_attention_implementation_is_restored_and_generation_unaffected(tiny):
     with pytest.raises(RuntimeError, match="no KV cache"):
         with torch.no_grad(), packed_attention(tiny):
             tiny(input_ids=torch.tensor([[5, 6, 7], [8, 9, 10]]), use_cache=False)
+
+
+def _shared(prefix_len, tails, seed=5, vocab=49_000):
+    g = torch.Generator().manual_seed(seed)
+    prefix = torch.randint(3, vocab, (prefix_len,), generator=g).tolist()
+    out = []
+    for n in tails:
+        tail = torch.randint(3, vocab, (n,), generator=g).tolist()
+        out.append(Example(input_ids=prefix + tail, labels=[-100] * (prefix_len + 1) + tail[1:]))
+    return out
+
+
+@pytest.mark.parametrize("eager_max", [512, 4])
+def test_branches_of_a_shared_prefix_have_their_logits_alone(tiny, monkeypatch, eager_max):
+    """Root + branches (positions restarting at the prefix length) + an unrelated example."""
+    monkeypatch.setattr(attention, "EAGER_MAX_LEN", eager_max)
+    examples = _shared(9, [4, 6, 3]) + _examples([5], seed=9)
+    drops = [0, 9, 9, 0]
+    batch = collate(examples, drops=drops)
+    with torch.no_grad(), packed_attention(tiny):
+        packed = tiny(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[0]
+    start = 0
+    for e, drop, alone in zip(examples, drops, _alone(tiny, examples)):
+        n = len(e.input_ids) - drop
+        assert (packed[start:start + n] - alone[drop:]).abs().max().item() < 1e-4
+        start += n
+
+
+def test_shared_prefix_row_loss_and_gradients_equal_the_examples_alone(tiny):
+    examples = _shared(12, [5, 8, 6], seed=7)
+    params = [p for p in tiny.parameters() if p.requires_grad]
+    tiny.zero_grad()
+    loss, n, seen = row_loss(tiny, collate(examples, drops=[0, 12, 12]))
+    loss.backward()
+    got = [p.grad.clone() for p in params]
+    assert seen == 12 + 5 + 8 + 6
+
+    tiny.zero_grad()
+    ref, ref_n = 0.0, 0
+    for e in examples:  # each example alone, unpacked
+        out_loss, count, _ = row_loss(tiny, collate([e]))
+        out_loss.backward()
+        ref += out_loss.item()
+        ref_n += count
+    assert n == ref_n and abs(loss.item() - ref) < 1e-3
+    for g, p in zip(got, params):
+        assert torch.allclose(g, p.grad, atol=1e-5, rtol=1e-4)
+    tiny.zero_grad()
+
+
+def test_a_branch_without_a_root_is_refused(tiny):
+    with pytest.raises(RuntimeError, match="no root"):
+        with torch.no_grad(), packed_attention(tiny):
+            tiny(input_ids=torch.tensor([[5, 6, 7]]), position_ids=torch.tensor([[4, 5, 6]]), use_cache=False)

@@ -7,7 +7,7 @@ import torch
 
 from agentmill.data.render import end_of_turn_id, render
 from agentmill.errors import AgentmillError
-from agentmill.model.generate import generate, generate_batch, generate_stream, score_continuations
+from agentmill.model.generate import generate, generate_batch, generate_stream, score_continuations, score_many
 from agentmill.model.load import load_tokenizer
 from agentmill.model.run import RunModel
 from serve_util import chatty_tiny, tiny_lora
@@ -306,3 +306,15 @@ def test_generate_batch_runs_a_shared_prefix_once_with_the_same_answers(tiny_lm,
     assert shared >= 40  # the system prompt ran once
     assert (mask[:, :shared] == 1).all() and (mask.sum(1) == torch.tensor(
         sorted(len(gen._prompt_ids(tok, c)) for c in convs))).all()
+
+
+def test_score_many_equals_one_conversation_at_a_time(tiny_lm, tok):
+    conversations = [[{"role": "user", "content": text}] for text in
+                     ("The team won the cup final 3-1.", "Shares fell 4% after the earnings call.", "Hi",
+                      "A long message about the new phone, its camera, its battery and its price.")]
+    labels = ["sport", "business", "tech", "entertainment and the arts"]
+    # a small row budget forces several rows
+    got = score_many(tiny_lm, tok, conversations, labels, row_tokens=120)
+    for conversation, scores in zip(conversations, got):
+        assert scores == pytest.approx(_reference_scores(tiny_lm, tok, conversation, labels), abs=1e-4)
+    assert score_many(tiny_lm, tok, conversations, []) == [[], [], [], []]

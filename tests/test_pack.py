@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 import pytest
 
-from agentmill.data.pack import collate, pack
+from agentmill.data.pack import SharedPrefixes, collate, pack, row_drops, row_order, shared_prefixes
 from agentmill.data.render import Example
 
 
@@ -131,3 +131,61 @@ def test_packed_loss_equals_sum_of_losses_alone(tiny):
                   for a, e in zip(_logits_alone(tiny, examples), examples))
     assert batch["num_targets"] == sum(sum(1 for x in e.labels[1:] if x != -100) for e in examples)
     assert abs(packed.item() - ref.item()) < 1e-3
+
+
+# --- shared prefixes ---------------------------------------------------------------------------
+
+def _with_prefix(prefix, tails, seed=0):
+    """Examples = one untrained prefix + a tail that is half untrained, half trained."""
+    out = []
+    for tail in _examples(tails, seed=seed):
+        n = len(tail.input_ids)
+        out.append(Example(input_ids=prefix + tail.input_ids,
+                           labels=[-100] * (len(prefix) + n // 2) + tail.input_ids[n // 2:]))
+    return out
+
+
+def test_shared_prefixes_group_examples_by_their_common_untrained_start():
+    prefix_a, prefix_b = list(range(100, 140)), list(range(200, 240))
+    examples = _with_prefix(prefix_a, [6, 8, 5]) + _with_prefix(prefix_b, [7, 9], seed=1) + _examples([50], seed=2)
+    # a group member whose labels start inside the common prefix limits what the group may drop
+    examples.append(Example(input_ids=prefix_a + [1, 2], labels=[-100] * 35 + prefix_a[35:] + [1, 2]))
+    got = shared_prefixes(examples, min_tokens=32)
+    a, b = got.group[0], got.group[3]
+    assert got.group[:6] == [a, a, a, b, b, -1] and a != b and a >= 0 and b >= 0
+    assert got.group[6] == a and got.length[a] == 34  # labels[1..P] untrained: P <= 35 - 1
+    assert got.length[b] >= 40
+    assert shared_prefixes(examples, min_tokens=64).group == [-1] * 7
+
+
+def test_pack_puts_branches_with_their_root_and_saves_the_prefix():
+    prefix = list(range(100, 160))  # 60 tokens
+    examples = _with_prefix(prefix, [20] * 9)  # 80 tokens each
+    prefixes = shared_prefixes(examples)
+    lengths = [len(e.input_ids) for e in examples]
+    rows = pack(lengths, 200, seed=0, prefixes=prefixes)
+    # 80 + 20 * k <= 200: a root and 6 branches per row, where whole examples would fit 2
+    assert sorted(len(r) for r in rows) == [2, 7]
+    assert sorted(i for r in rows for i in r) == list(range(9))
+    for row in rows:
+        drops = row_drops(row, prefixes)
+        assert drops[0] == 0 and set(drops[1:]) <= {prefixes.length[0]}
+        assert sum(lengths[i] - d for i, d in zip(row, drops)) <= 200
+
+
+def test_row_order_keeps_each_group_together_root_first():
+    prefixes = SharedPrefixes(group=[0, 1, 0, -1, 1, 0], length=[40, 50])
+    assert row_order([3, 0, 1, 2, 5, 4], prefixes) == [3, 0, 2, 5, 1, 4]
+    assert row_drops([3, 0, 2, 5, 1, 4], prefixes) == [0, 0, 40, 40, 0, 50]
+
+
+def test_collate_branches_start_at_the_prefix_position_and_keep_every_target():
+    root = Example(input_ids=[1, 2, 3, 10, 11], labels=[-100, -100, -100, -100, 11])
+    branch = Example(input_ids=[1, 2, 3, 20, 21, 22], labels=[-100, -100, -100, -100, 21, 22])
+    batch = collate([root, branch], drops=[0, 3])
+    assert batch["input_ids"].tolist() == [[1, 2, 3, 10, 11, 20, 21, 22]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 4, 3, 4, 5]]
+    assert batch["targets"].tolist() == [[-100, -100, -100, 11, -100, 21, 22, -100]]
+    assert batch["num_targets"] == 3 and batch["shared"] and batch["dropped"] == 3
+    with pytest.raises(ValueError, match="untrained"):
+        collate([root, Example(input_ids=[1, 2, 3, 4], labels=[-100, -100, -100, 4])], drops=[0, 3])

@@ -6,7 +6,9 @@ so the model learns to call the tool and to report what it returned. Arguments f
 convention per tool, which is what makes "exactly the right arguments" learnable:
   loan_payment       principal, annual_rate_percent, years (as stated by the user)
   compound_interest  principal, annual_rate_percent, years, compounds_per_year (1, 4 or 12)
-  calculator         a plain expression of the user's numbers ("2340 * 15 / 100")
+  calculator         the user's numbers in the order they were said ("15 * 2340 / 100"); a
+                     division that does not come out even is rounded to the cent in the
+                     expression ("round(2500 / 6, 2)"), so the answer copies the result
   account_lookup     the account id as written ("NW-10234")
   knowledge_search   the user's question, verbatim
 """
@@ -51,12 +53,23 @@ def _num(text: str):
 
 
 def usd(x) -> str:
+    """A tool's amount as the answer writes it: its digits, to the cent, no thousands separator.
+
+    SmolLM2 writes every digit as its own token, so "$12,500.00" from a tool's 12500.0 means
+    counting digits to place the comma; copying "12500" is what a small model does reliably
+    (measured: every wrong number in a demo run's answers was a misplaced separator or digit)."""
     value = Decimal(str(x)).quantize(Decimal("0.01"))
-    return f"-${-value:,}" if value < 0 else f"${value:,}"
+    return f"-${-value}" if value < 0 else f"${value}"
 
 
 def usd0(x) -> str:
     return f"${int(x):,}"
+
+
+def cents(division: str) -> str:
+    """`division` rounded to the cent by the calculator itself, unless it comes out even."""
+    a, b = (int(x) for x in division.split(" / "))
+    return division if (a * 100) % b == 0 else f"round({division}, 2)"
 
 
 def call(name: str, arguments: dict) -> dict:
@@ -112,7 +125,7 @@ def calculation(rng, tools: Tools) -> dict:
     kind = rng.randrange(6)
     if kind == 0:
         pct, amount = rng.choice([5, 10, 12, 15, 18, 20, 25, 30]), rng.randrange(20, 500) * 10
-        q, expr = f"What is {pct}% of {usd0(amount)}?", f"{amount} * {pct} / 100"
+        q, expr = f"What is {pct}% of {usd0(amount)}?", f"{pct} * {amount} / 100"
         answer = lambda v: f"{pct}% of {usd0(amount)} is {usd(v)}."
     elif kind == 1:
         x = rng.randrange(15, 400)
@@ -126,13 +139,13 @@ def calculation(rng, tools: Tools) -> dict:
         answer = lambda v: f"That is {usd(v)} per year."
     elif kind == 3:
         x, n = rng.randrange(40, 900), rng.choice([2, 3, 4, 5, 6])
-        q, expr = f"We need to split a {usd0(x)} bill between {n} people. How much does each pay?", f"{x} / {n}"
+        q, expr = f"We need to split a {usd0(x)} bill between {n} people. How much does each pay?", cents(f"{x} / {n}")
         answer = lambda v: f"Each person pays {usd(v)}."
     elif kind == 4:
         g, m = rng.randrange(2, 61) * 500, rng.choice([6, 9, 10, 12, 15, 18, 24, 30, 36])
         q = rng.choice([f"I want to save {usd0(g)} in {m} months. How much should I put aside each month?",
                         f"How much do I need to save per month to have {usd0(g)} in {m} months?"])
-        expr = f"{g} / {m}"
+        expr = cents(f"{g} / {m}")
         answer = lambda v: f"Save {usd(v)} per month to reach {usd0(g)} in {m} months."
     else:
         p, rate, years = rng.randrange(2, 101) * 100, rng.choice(["3", "4", "4.5", "5", "5.5", "6", "6.5", "7", "8"]), \

@@ -58,6 +58,10 @@ class TrainSpec(_Strict):
     precision: Literal["bf16", "fp32", "auto"] = Field(
         "auto", description="bf16 autocast (fast on CPUs with AMX and on GPUs), fp32, or auto (bf16 where supported).")
     packing: bool = Field(True, description="Pack examples into rows of micro_batch_tokens without pad tokens.")
+    share_prefix: bool = Field(
+        True, description="With packing, put a common untrained prefix (a task's system prompt and tool list) "
+        "once per row; the other examples attend to it. Exact: same loss and gradients. Measured on the "
+        "example's tool conversations: ~2x the conversations per 1,024-token row.")
     mask: Literal["assistant", "all", "last_turn"] = Field(
         "assistant", description="Which tokens of a conversation carry a loss.")
     eval_every: int = Field(100, ge=1, description="Evaluate held-out loss every N optimizer steps.")

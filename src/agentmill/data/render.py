@@ -77,7 +77,7 @@ def _template_knows_tools(tokenizer) -> bool:
     return re.search(r"\btools\b", _template(tokenizer)) is not None
 
 
-def _text(content) -> str:
+def content_text(content) -> str:
     """Message content as text: None -> "", OpenAI content parts -> their text joined."""
     if content is None:
         return ""
@@ -114,7 +114,7 @@ def to_template_messages(tokenizer, messages: list[dict], tools: list[dict] | No
     else:
         out = []
         for m in messages:
-            content = _text(m.get("content"))
+            content = content_text(m.get("content"))
             if m["role"] == "assistant" and m.get("tool_calls"):
                 blocks = [_tool_call_block(c) for c in m["tool_calls"]]
                 content = "\n".join(([content] if content else []) + blocks)
@@ -124,7 +124,7 @@ def to_template_messages(tokenizer, messages: list[dict], tools: list[dict] | No
     if tools and not _template_knows_tools(tokenizer):
         described = TOOLS_PROMPT.format(tools="\n".join(describe_tool(t) for t in tools))
         if out and out[0]["role"] == "system":
-            out[0] = {**out[0], "content": _text(out[0].get("content")) + "\n\n" + described}
+            out[0] = {**out[0], "content": content_text(out[0].get("content")) + "\n\n" + described}
         else:
             out.insert(0, {"role": "system", "content": described})
     return out

@@ -19,7 +19,7 @@ from agentmill.config import TrainSpec
 from agentmill.data.formats import Record, classification_messages
 from agentmill.data.render import Example, encode_chat, encode_text
 from agentmill.eval.metrics import accuracy, exact_match, macro_f1, mean, token_f1
-from agentmill.model.generate import generate_batch, score_continuations
+from agentmill.model.generate import generate_batch, score_many
 from agentmill.train.loop import evaluate_loss
 
 
@@ -86,10 +86,8 @@ def _evaluate(model, tokenizer, fmt, records, spec, labels, accelerator, generat
         loss = _loss_metrics(model, encode_records(tokenizer, records, fmt, spec), spec, accelerator)["eval_loss"]
         return {"eval_loss": loss, "perplexity": math.exp(loss) if loss < 50 else float("inf")}
     if fmt == "classification":
-        preds = []
-        for r in records:
-            scores = score_continuations(model, tokenizer, classification_messages(r.text, labels), labels)
-            preds.append(labels[max(range(len(labels)), key=scores.__getitem__)])
+        scored = score_many(model, tokenizer, [classification_messages(r.text, labels) for r in records], labels)
+        preds = [labels[max(range(len(labels)), key=scores.__getitem__)] for scores in scored]
         golds = [r.label for r in records]
         return {"accuracy": accuracy(preds, golds), "macro_f1": macro_f1(preds, golds, labels)}
     metrics = _loss_metrics(model, encode_records(tokenizer, records, fmt, spec), spec, accelerator)

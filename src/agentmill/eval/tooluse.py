@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 
 from agentmill.agent.toolcall import parse_tool_calls
 from agentmill.data.formats import Record
+from agentmill.data.render import content_text
 from agentmill.eval.evaluate import answer_budget
 from agentmill.eval.metrics import mean
 from agentmill.model.generate import generate_batch
@@ -74,37 +76,58 @@ def states_number(answer: str, number: float) -> bool:
     return False
 
 
-def evaluate_tool_use(model, tokenizer, records: list[Record]) -> dict[str, float]:
-    records = tool_records(records)
-    if not records:
-        return {}
-    call_prompts, gold_calls, tools = [], [], []
-    answer_prompts, numbers, answer_tools, gold_answers = [], [], [], []
-    for r in records:
-        i = _first_call_index(r.messages)
-        call_prompts.append(r.messages[:i])
-        gold_calls.append(r.messages[i]["tool_calls"][0])
-        tools.append(r.tools)
-        last = max(j for j, m in enumerate(r.messages) if m["role"] == "assistant")
-        results = [m for m in r.messages[i:last] if m["role"] == "tool"]
+@dataclass
+class ToolCase:
+    """One held-out tool question: the prompt before the gold call, and (when the tool's result
+    holds a number) the prompt before the answer that reports it, with that number."""
+
+    call_prompt: list[dict]
+    gold_call: dict
+    tools: list[dict] | None
+    answer_prompt: list[dict] | None = None
+    gold_answer: str = ""
+    number: float | None = None
+
+
+def tool_cases(records: list[Record]) -> list[ToolCase]:
+    """The first tool call of each record, and the answer right after its results.
+
+    The answer is the first assistant turn without tool calls after the call (not the
+    conversation's last turn, which may answer a later, unrelated question)."""
+    cases = []
+    for r in tool_records(records):
+        m = r.messages
+        i = _first_call_index(m)
+        case = ToolCase(m[:i], m[i]["tool_calls"][0], r.tools)
+        j = next((j for j in range(i + 1, len(m)) if m[j]["role"] == "assistant" and not m[j].get("tool_calls")),
+                 None)
+        results = [x for x in m[i:j] if x["role"] == "tool"] if j is not None else []
         number = headline_number(results[-1]["content"]) if results else None
-        if last > i and number is not None:
-            answer_prompts.append(r.messages[:last])
-            gold_answers.append(r.messages[last].get("content") or "")
-            numbers.append(number)
-            answer_tools.append(r.tools)
-    outputs = generate_batch(model, tokenizer, call_prompts, tools=tools, batch_size=32,
-                             max_new_tokens=answer_budget(tokenizer, [_call_text(c) for c in gold_calls]))
+        if number is not None:
+            case.answer_prompt, case.gold_answer, case.number = m[:j], content_text(m[j].get("content")), number
+        cases.append(case)
+    return cases
+
+
+def evaluate_tool_use(model, tokenizer, records: list[Record]) -> dict[str, float]:
+    cases = tool_cases(records)
+    if not cases:
+        return {}
+    outputs = generate_batch(model, tokenizer, [c.call_prompt for c in cases], tools=[c.tools for c in cases],
+                             batch_size=32,
+                             max_new_tokens=answer_budget(tokenizer, [_call_text(c.gold_call) for c in cases]))
     exact = []
-    for out, gold in zip(outputs, gold_calls):
+    for out, case in zip(outputs, cases):
         _, calls = parse_tool_calls(out)
-        exact.append(same_call(calls[0].call if calls else None, gold))
-    metrics = {"tool_call_exact": mean(exact), "tool_records": float(len(records))}
-    if answer_prompts:
-        answers = generate_batch(model, tokenizer, answer_prompts, max_new_tokens=answer_budget(tokenizer, gold_answers),
-                                 batch_size=32,
-                                 tools=answer_tools)
-        metrics["tool_answer_match"] = mean([states_number(a, n) for a, n in zip(answers, numbers)])
+        exact.append(same_call(calls[0].call if calls else None, case.gold_call))
+    metrics = {"tool_call_exact": mean(exact), "tool_records": float(len(cases))}
+    answered = [c for c in cases if c.answer_prompt is not None]
+    if answered:
+        answers = generate_batch(model, tokenizer, [c.answer_prompt for c in answered], batch_size=32,
+                                 max_new_tokens=answer_budget(tokenizer, [c.gold_answer for c in answered]),
+                                 tools=[c.tools for c in answered])
+        metrics["tool_answer_match"] = mean([states_number(a, c.number) for a, c in zip(answers, answered)])
+        metrics["tool_answer_records"] = float(len(answered))
     return metrics
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from agentmill.config import TrainSpec
-from agentmill.data.pack import collate, pack
+from agentmill.data.pack import SharedPrefixes, collate, pack, row_drops, shared_prefixes
 from agentmill.data.render import Example
 from agentmill.errors import AgentmillError
 from agentmill.model.attention import packed_attention
@@ -37,17 +37,34 @@ class LoopResult:
     tokens_per_s: float  # seen tokens per second of training
     final_loss: float
     eval_loss: float | None
+    shared_tokens: int = 0  # prefix tokens not run again thanks to shared prefixes (seen excludes them)
 
 
-def make_rows(examples: list[Example], spec: TrainSpec, seed: int | None = None) -> list[list[int]]:
-    """Group example indices into packed rows (or one example per row without packing).
+@dataclass
+class Rows:
+    """A stage's examples packed into rows (lists of example indices, in row order)."""
+
+    rows: list[list[int]]
+    prefixes: SharedPrefixes | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batch(self, examples: list[Example], r: int) -> dict:
+        row = self.rows[r]
+        return collate([examples[i] for i in row], row_drops(row, self.prefixes))
+
+
+def make_rows(examples: list[Example], spec: TrainSpec, seed: int | None = None) -> Rows:
+    """Pack example indices into rows (or one example per row without packing).
 
     Training passes its seed: rows of randomly mixed examples (see `pack`)."""
     budget = spec.micro_batch_tokens or spec.max_length
     lengths = [len(e.input_ids) for e in examples]
-    if spec.packing:
-        return pack(lengths, max(budget, max(lengths)), seed=seed)
-    return [[i] for i in range(len(examples))]
+    if not spec.packing:
+        return Rows([[i] for i in range(len(examples))])
+    prefixes = shared_prefixes(examples) if spec.share_prefix else None
+    return Rows(pack(lengths, max(budget, max(lengths)), seed=seed, prefixes=prefixes), prefixes)
 
 
 def _epoch_order(n_rows: int, seed: int, epoch: int) -> list[int]:
@@ -77,8 +94,10 @@ def row_loss(model, batch: dict) -> tuple[torch.Tensor, int, int]:
     if keep.numel() == 0:
         return None, 0, batch["input_ids"].shape[1]
     # On CPU each packed example attends alone (model/attention.py, ~1.45x); on GPU keep
-    # transformers' own kernels, which isolate examples through the position_ids mask.
-    attention = packed_attention(model) if device.type == "cpu" else contextlib.nullcontext()
+    # transformers' own kernels, which isolate examples through the position_ids mask, unless
+    # the row shares prefixes, which only model/attention.py understands.
+    ours = device.type == "cpu" or batch.get("shared")
+    attention = packed_attention(model) if ours else contextlib.nullcontext()
     with attention:
         out = model(input_ids=batch["input_ids"].to(device), position_ids=batch["position_ids"].to(device),
                     use_cache=False, logits_to_keep=keep)
@@ -100,8 +119,8 @@ def evaluate_loss(model, examples: list[Example], spec: TrainSpec, accelerator=N
     total, count = 0.0, 0
     ctx = accelerator.autocast() if accelerator else contextlib.nullcontext()
     with ctx:
-        for row in rows[rank::world]:
-            loss, n, _ = row_loss(model, collate([examples[i] for i in row]))
+        for r in range(rank, len(rows), world):
+            loss, n, _ = row_loss(model, rows.batch(examples, r))
             if n:
                 total += loss.item()
                 count += n
@@ -202,11 +221,11 @@ def train_loop(model, train: list[Example], eval_examples: list[Example], spec: 
     model, optimizer = accelerator.prepare(model, optimizer)
     raw_model = accelerator.unwrap_model(model)
 
-    start, tokens, seen, loss_value, elapsed_before = 0, 0, 0, float("nan"), 0.0
+    start, tokens, seen, shared, loss_value, elapsed_before = 0, 0, 0, 0, float("nan"), 0.0
     checkpoints = _checkpoint_paths(ckpt_dir) if resume else []
     if checkpoints:
         extra = _load_checkpoint(checkpoints[-1], raw_model, optimizer, scheduler)
-        start, tokens, seen = extra["step"], extra["tokens"], extra["seen"]
+        start, tokens, seen, shared = extra["step"], extra["tokens"], extra["seen"], extra.get("shared", 0)
         loss_value, elapsed_before = extra["loss"], extra["elapsed"]
     elif ckpt_dir.exists() and accelerator.is_main_process:
         shutil.rmtree(ckpt_dir)
@@ -218,7 +237,7 @@ def train_loop(model, train: list[Example], eval_examples: list[Example], spec: 
     eval_loss = None
     for step in range(start, n_steps):
         my_rows = rows_of_step(step, len(rows), per_step, seed)[rank * spec.grad_accum:(rank + 1) * spec.grad_accum]
-        batches = [collate([train[i] for i in rows[r]]) for r in my_rows]
+        batches = [rows.batch(train, r) for r in my_rows]
         step_loss, global_count, step_seen = accumulate_gradients(model, batches, accelerator, params)
         accelerator.clip_grad_norm_(params, spec.max_grad_norm)
         optimizer.step()
@@ -228,6 +247,7 @@ def train_loop(model, train: list[Example], eval_examples: list[Example], spec: 
         loss_value = step_loss / max(global_count, 1.0)
         tokens += int(global_count)
         seen += step_seen
+        shared += sum(b["dropped"] for b in batches) * world  # about: ranks' rows are alike
         elapsed = elapsed_before + time.perf_counter() - t0
         tps = seen / elapsed if elapsed > 0 else 0.0
         done = step + 1
@@ -245,11 +265,11 @@ def train_loop(model, train: list[Example], eval_examples: list[Example], spec: 
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 _save_checkpoint(ckpt_dir, done, raw_model, optimizer, scheduler,
-                                 {"step": done, "tokens": tokens, "seen": seen, "loss": loss_value,
+                                 {"step": done, "tokens": tokens, "seen": seen, "shared": shared, "loss": loss_value,
                                   "elapsed": elapsed})
             accelerator.wait_for_everyone()
 
     wall = elapsed_before + time.perf_counter() - t0
     accelerator.free_memory()
     return LoopResult(steps=n_steps, tokens=tokens, seen_tokens=seen, wall_s=wall,
-                      tokens_per_s=seen / wall if wall > 0 else 0.0, final_loss=loss_value, eval_loss=eval_loss)
+                      tokens_per_s=seen / wall if wall > 0 else 0.0, shared_tokens=shared, final_loss=loss_value, eval_loss=eval_loss)
