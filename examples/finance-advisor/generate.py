@@ -436,7 +436,9 @@ def tidied(value):
 
 
 def write_jsonl(name: str, records: list[dict]) -> None:
-    lines = [json.dumps(tidied(r), ensure_ascii=False, sort_keys=True) for r in records]
+    # keys in the order they were made: a tool call's arguments keep the tool's parameter order,
+    # the order the customer usually says them in (sorted, "annual_rate_percent" came first)
+    lines = [json.dumps(tidied(r), ensure_ascii=False) for r in records]
     (DATA / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -1707,10 +1709,12 @@ def adv_calculation_tool(rng):
 
 # Every figure goes through a tool (exact numbers by construction): a question the advisor
 # answers with a number is never answered from memory, so the model cannot learn "sometimes".
-ADVISOR_KINDS = [adv_loan_tool] * 5 + [adv_compound_tool] * 5 + [adv_calculation_tool] * 5
+# Weighted by how much there is to learn: loans are one pattern, compound interest adds the
+# compounding frequency, calculations are six kinds of question with six expressions.
+ADVISOR_KINDS = [adv_loan_tool] * 3 + [adv_compound_tool] * 4 + [adv_calculation_tool] * 8
 
 
-def advisor(n_train: int = 240, n_heldout: int = 24) -> tuple[list[dict], list[dict]]:
+def advisor(n_train: int = 360, n_heldout: int = 24) -> tuple[list[dict], list[dict]]:
     rng = random.Random(f"{SEED}-advisor")
 
     def make(r: random.Random) -> dict:
