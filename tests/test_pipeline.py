@@ -144,6 +144,13 @@ def test_train_writes_a_complete_run_directory(recipe_path, tmp_path):
     assert manifest["tools"] == {"modules": [], "settings": {}}
     assert 0 <= ev["tasks"]["cs"]["tool_call_exact"] <= 1 and ev["tasks"]["cs"]["tool_records"] >= 1
     assert "tool_call_exact" not in ev["tasks"]["tutor"]
+    # `agentmill eval` encodes each task as its stage did (crosstask: max_length 384, not 128)
+    assert manifest["tasks"]["cs"]["encoding"] == {"max_length": 384, "mask": "assistant"}
+    assert manifest["tasks"]["intent"]["encoding"]["max_length"] == 128
+    from agentmill.eval.run_eval import evaluate_run
+
+    again = evaluate_run(out, task="cs")["tasks"]["cs"]
+    assert again["eval_loss"] == pytest.approx(ev["tasks"]["cs"]["eval_loss"], abs=1e-4)
     from agentmill.agent.router import Router
     from agentmill.model.run import RunModel
 

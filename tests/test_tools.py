@@ -210,7 +210,10 @@ def test_loan_payment_known_values():
 
 def test_compound_interest_known_values():
     assert compound_interest(1000, 5, 10) == {"final_amount": 1647.01, "interest_earned": 647.01}
-    assert compound_interest(1000, 5, 10, compounds_per_year=1) == {"final_amount": 1628.89, "interest_earned": 628.89}
+    assert compound_interest(1000, 5, 10, compounding="annually") == {"final_amount": 1628.89, "interest_earned": 628.89}
+    assert compound_interest(1000, 5, 10, "quarterly")["final_amount"] == 1643.62
+    with pytest.raises(ToolArgumentError, match="compounding"):
+        compound_interest.run({"principal": 1000, "annual_rate_percent": 5, "years": 10, "compounding": "weekly"})
     with pytest.raises(ToolExecutionError, match="too large"):
         compound_interest.run({"principal": 1e300, "annual_rate_percent": 900, "years": 900})
 

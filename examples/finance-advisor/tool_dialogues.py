@@ -5,7 +5,7 @@ Every tool result in the data is produced by running the real built-in tool
 so the model learns to call the tool and to report what it returned. Arguments follow one
 convention per tool, which is what makes "exactly the right arguments" learnable:
   loan_payment       principal, annual_rate_percent, years (as stated by the user)
-  compound_interest  principal, annual_rate_percent, years, compounds_per_year (1, 4 or 12)
+  compound_interest  principal, annual_rate_percent, years, compounding (the customer's word)
   calculator         the user's numbers in the order they were said ("15 * 2340 / 100"); a
                      division that does not come out even is rounded to the cent in the
                      expression ("round(2500 / 6, 2)"), so the answer copies the result
@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ADVISOR_TOOLS = ["calculator", "loan_payment", "compound_interest"]
 CS_TOOLS = ["account_lookup", "knowledge_search"]
-FREQS = {"annually": 1, "quarterly": 4, "monthly": 12}
+FREQS = ["annually", "quarterly", "monthly"]  # the words compound_interest takes as `compounding`
 
 
 class Tools:
@@ -109,12 +109,12 @@ def loan(rng, tools: Tools, rates, kinds) -> dict:
 
 def compound(rng, tools: Tools, rates) -> dict:
     p, rate, years = rng.randrange(2, 81) * 250, rng.choice(rates), rng.randrange(2, 26)
-    freq = rng.choice(list(FREQS))
+    freq = rng.choice(FREQS)
     q = rng.choice([f"If I invest {usd0(p)} at {rate}% compounded {freq} for {years} years, how much will I have?",
                     f"How much will {usd0(p)} grow to in {years} years at {rate}% interest, compounded {freq}?",
                     f"I'm putting {usd0(p)} in savings at {rate}% compounded {freq}. What will it be worth after {years} years?"])
     messages = [{"role": "user", "content": q}]
-    args = {"principal": p, "annual_rate_percent": _num(rate), "years": years, "compounds_per_year": FREQS[freq]}
+    args = {"principal": p, "annual_rate_percent": _num(rate), "years": years, "compounding": freq}
     r = used(tools, messages, "compound_interest", args)
     messages.append({"role": "assistant", "content": f"You would have {usd(r['final_amount'])} after {years} years, "
                                                      f"which includes {usd(r['interest_earned'])} of interest."})

@@ -66,7 +66,8 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
             unseen = sorted({r.label for r in records} - set(labels))
             if unseen:
                 raise AgentmillError(f"{data}: labels never seen in training: {', '.join(unseen)}")
-        jobs = [(f"{task or 'base'}:{Path(data).name}", task, fmt, records, labels)]
+        encoding = (tasks.get(task) or {}).get("encoding", {})
+        jobs = [(f"{task or 'base'}:{Path(data).name}", task, fmt, records, labels, spec.model_copy(update=encoding))]
         if task is not None:
             apply_task_prompt(records, fmt, *task_prompt(run, task))
     else:
@@ -76,11 +77,12 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
                 continue
             records = _heldout_records(info, spec, seed)
             apply_task_prompt(records, info["format"], *task_prompt(run, name))
-            jobs.append((name, name if info.get("adapter") else None, info["format"], records, info.get("labels")))
+            jobs.append((name, name if info.get("adapter") else None, info["format"], records, info.get("labels"),
+                         spec.model_copy(update=info.get("encoding", {}))))
         router = manifest.get("router")
         if router and task in (None, ROUTER):
             records = read_records(run_dir / router["heldout"], "classification")
-            jobs.append((ROUTER, ROUTER, "classification", records, router["labels"]))
+            jobs.append((ROUTER, ROUTER, "classification", records, router["labels"], spec))
         if task is not None and not jobs:
             raise AgentmillError(f"unknown task '{task}'; tasks: {', '.join(tasks)}")
 
@@ -92,16 +94,16 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
             console.print(f"[dim]{name}: measured after its adapter was trained (final), not again[/]")
     jobs = [j for j in jobs if j[0] not in known]
     with _autocast(manifest.get("precision", "no")):
-        for name, adapter_task, task_fmt, records, labels in jobs:
+        for name, adapter_task, task_fmt, records, labels, task_spec in jobs:
             started = time.perf_counter()
             if adapter_task == ROUTER:
                 with run.adapter(ROUTER) as model:
-                    results[name] = evaluate_task(model, run.tokenizer, task_fmt, records, spec, labels=labels)
+                    results[name] = evaluate_task(model, run.tokenizer, task_fmt, records, task_spec, labels=labels)
             else:
                 run.use_task(adapter_task)
-                results[name] = evaluate_task(run.model, run.tokenizer, task_fmt, records, spec, labels=labels)
+                results[name] = evaluate_task(run.model, run.tokenizer, task_fmt, records, task_spec, labels=labels)
             if console is not None:
-                console.print(f"evaluated [bold]{name}[/] on {len(capped(records, task_fmt, spec))} records "
+                console.print(f"evaluated [bold]{name}[/] on {len(capped(records, task_fmt, task_spec))} records "
                               f"in {time.perf_counter() - started:.0f} s: {format_metrics(results[name])}",
                               highlight=False)
 

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from agentmill.tools.registry import tool
+
+# How often interest is added, by the word people use. A word rather than a count per year:
+# a model copies "quarterly" from the question far more reliably than it maps it to 4
+# (measured: 5 of 8 wrong finance-advisor calls in a demo run were a wrong count).
+COMPOUNDING = {"daily": 365, "monthly": 12, "quarterly": 4, "semiannually": 2, "annually": 1}
 
 
 @tool
@@ -30,17 +36,19 @@ def loan_payment(principal: float, annual_rate_percent: float, years: int) -> di
 
 @tool
 def compound_interest(principal: float, annual_rate_percent: float, years: float,
-                      compounds_per_year: int = 12) -> dict:
+                      compounding: Literal["daily", "monthly", "quarterly", "semiannually", "annually"] = "monthly"
+                      ) -> dict:
     """Final amount and interest earned by a deposit with compound interest.
 
     Args:
         principal: Amount deposited at the start.
         annual_rate_percent: Yearly interest rate in percent, e.g. 5 for 5%.
         years: How long the money stays, in years (may be fractional).
-        compounds_per_year: How often interest is added per year: 12 monthly, 4 quarterly, 1 yearly.
+        compounding: How often interest is added.
     """
-    _positive(principal=principal, years=years, compounds_per_year=compounds_per_year)
+    _positive(principal=principal, years=years)
     _not_negative(annual_rate_percent=annual_rate_percent)
+    compounds_per_year = COMPOUNDING[compounding]
     if years > 1000:
         raise ValueError("years must be at most 1000")
     try:

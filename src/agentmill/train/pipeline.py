@@ -253,12 +253,30 @@ def _final_metrics(records: list[dict]) -> dict[str, dict]:
     return known
 
 
+def _encodings(recipe) -> dict[str, dict]:
+    """How each task's held-out data was encoded in training (`agentmill eval` encodes it the same
+    way: a profile's longer max_length for one stage would otherwise cut its conversations)."""
+    out = {}
+    for stage in recipe.stages:
+        spec = recipe.stage_train(stage)
+        for task in getattr(stage, "tasks", []):
+            own = spec
+            if stage.stage == "crosstask" and stage.mode == "per_task":
+                own = recipe.stage_train(stage, {**stage.per_task_train, **task.train})
+            out[task.name] = {"max_length": own.max_length, "mask": own.mask}
+        if stage.stage in ("pretrain", "dialogue"):
+            out["domain" if stage.stage == "pretrain" else "dialogue"] = {"max_length": spec.max_length,
+                                                                          "mask": spec.mask}
+    return out
+
+
 def _tasks_with_eval(ctx: StageContext) -> dict:
     tasks = {}
+    encodings = _encodings(ctx.recipe)
     for task in ctx.recipe.tasks():
         spec = task.eval_data or task.data
         info = dict(ctx.tasks.get(task.name, {}))
-        info.update({"system": task.system, "tools": list(task.tools)})
+        info.update({"system": task.system, "tools": list(task.tools), "encoding": encodings[task.name]})
         info["eval_data"] = {"path": str(spec.path), "format": spec.format,
                              "split": "all" if task.eval_data else "heldout"}
         tasks[task.name] = info
@@ -267,7 +285,7 @@ def _tasks_with_eval(ctx: StageContext) -> dict:
             name = "domain" if stage.stage == "pretrain" else "dialogue"
             specs = stage.eval_data or stage.data
             tasks.setdefault(name, {"stage": stage.stage, "format": specs[0].format, "adapter": None,
-                                    "eval_only": True,
+                                    "eval_only": True, "encoding": encodings[name],
                                     "eval_data": {"path": str(specs[0].path), "format": specs[0].format,
                                                   "split": "all" if stage.eval_data else "heldout"}})
     return tasks
