@@ -43,8 +43,8 @@ def _loss_metrics(model, examples, spec, accelerator=None) -> dict[str, float]:
 
 
 def capped(records: list[Record], fmt: str, spec: TrainSpec) -> list[Record]:
-    """The records an evaluation uses: text is measured in full, the others up to eval_max_records."""
-    return records if fmt == "text" else records[: spec.eval_max_records]
+    """The records an evaluation uses: the first eval_max_records (for text, documents or paragraphs)."""
+    return records[: spec.eval_max_records]
 
 
 @torch.no_grad()

@@ -56,25 +56,63 @@ def packed_attention_forward(module, query, key, value, attention_mask, dropout=
         key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
     scaling = scaling if scaling is not None else query.shape[-1] ** -0.5
     outs = []
-    for s, e, r, p in _segments(kwargs["position_ids"]):
-        q, k, v = query[:, :, s:e], key[:, :, s:e], value[:, :, s:e]
-        if p:  # a branch: the root's first p keys, then its own
-            k = torch.cat([key[:, :, r:r + p], k], dim=2)
-            v = torch.cat([value[:, :, r:r + p], v], dim=2)
-        n = e - s
-        if n > EAGER_MAX_LEN:
-            if not p:
-                outs.append(F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling))
-                continue
-            allowed = torch.ones(n, p + n, dtype=torch.bool, device=q.device).tril(p)
-            outs.append(F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scaling))
+    for g0, g1, segments in _groups(_segments(kwargs["position_ids"])):
+        if len(segments) > 1 and g1 - g0 <= EAGER_MAX_LEN:
+            # a root and its branches, short (classification scoring: a prompt and its labels):
+            # one masked attention instead of one small call per branch
+            allowed = _group_mask(segments, g0, g1, query.device)
+            w = torch.matmul(query[:, :, g0:g1], key[:, :, g0:g1].transpose(2, 3)) * scaling
+            w = w.float().masked_fill(~allowed, float("-inf")).softmax(-1).to(value.dtype)
+            outs.append(torch.matmul(w, value[:, :, g0:g1]))
             continue
-        w = torch.matmul(q, k.transpose(2, 3)) * scaling
-        future = torch.ones(n, p + n, dtype=torch.bool, device=q.device).triu(p + 1)
-        w = w.float().masked_fill(future, float("-inf")).softmax(-1).to(v.dtype)
-        outs.append(torch.matmul(w, v))
+        for s, e, r, p in segments:
+            outs.append(_segment_attention(query, key, value, s, e, r, p, scaling))
     out = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
     return out.transpose(1, 2).contiguous(), None
+
+
+def _groups(segments: list[tuple[int, int, int, int]]) -> list[tuple[int, int, list]]:
+    """Consecutive segments with the same root: (start, end, segments), the root first."""
+    out: list[tuple[int, int, list]] = []
+    for seg in segments:
+        s, e, r, p = seg
+        if p and out and out[-1][0] == r:
+            out[-1] = (r, e, out[-1][2] + [seg])
+        else:
+            out.append((s, e, [seg]))
+    return out
+
+
+def _group_mask(segments, g0: int, g1: int, device) -> torch.Tensor:
+    """[n, n] True where a token of the group may attend: earlier tokens of its own segment and,
+    for a branch with prefix p, the root's first p tokens (the root starts the group)."""
+    n = g1 - g0
+    seg = torch.empty(n, dtype=torch.long, device=device)
+    prefix = torch.zeros(n, dtype=torch.long, device=device)
+    for k, (s, e, _, p) in enumerate(segments):
+        seg[s - g0:e - g0] = k
+        prefix[s - g0:e - g0] = p
+    idx = torch.arange(n, device=device)
+    own = (seg[:, None] == seg[None, :]) & (idx[None, :] <= idx[:, None])
+    shared = (seg[None, :] == 0) & (idx[None, :] < prefix[:, None])
+    return own | shared
+
+
+def _segment_attention(query, key, value, s: int, e: int, r: int, p: int, scaling: float) -> torch.Tensor:
+    q, k, v = query[:, :, s:e], key[:, :, s:e], value[:, :, s:e]
+    if p:  # a branch: the root's first p keys, then its own
+        k = torch.cat([key[:, :, r:r + p], k], dim=2)
+        v = torch.cat([value[:, :, r:r + p], v], dim=2)
+    n = e - s
+    if n > EAGER_MAX_LEN:
+        if not p:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling)
+        allowed = torch.ones(n, p + n, dtype=torch.bool, device=q.device).tril(p)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scaling)
+    w = torch.matmul(q, k.transpose(2, 3)) * scaling
+    future = torch.ones(n, p + n, dtype=torch.bool, device=q.device).triu(p + 1)
+    w = w.float().masked_fill(future, float("-inf")).softmax(-1).to(v.dtype)
+    return torch.matmul(w, v)
 
 
 _registered = False
