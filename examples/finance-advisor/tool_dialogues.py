@@ -7,8 +7,8 @@ convention per tool, which is what makes "exactly the right arguments" learnable
   loan_payment       principal, annual_rate_percent, years (as stated by the user)
   compound_interest  principal, annual_rate_percent, years, compounding (the customer's word)
   calculator         the user's numbers in the order they were said ("15 * 2340 / 100"); a
-                     division that does not come out even is rounded to the cent in the
-                     expression ("round(2500 / 6, 2)"), so the answer copies the result
+                     division of money is rounded to the cent in the expression
+                     ("round(2500 / 6, 2)"), so the answer copies the result
   account_lookup     the account id as written ("NW-10234")
   knowledge_search   the user's question, verbatim
 """
@@ -67,9 +67,9 @@ def usd0(x) -> str:
 
 
 def cents(division: str) -> str:
-    """`division` rounded to the cent by the calculator itself, unless it comes out even."""
-    a, b = (int(x) for x in division.split(" / "))
-    return division if (a * 100) % b == 0 else f"round({division}, 2)"
+    """`division` rounded to the cent by the calculator itself: always, so the model need not
+    work out whether it comes out even (measured: "round(158 / 4, 2)" for a gold "158 / 4")."""
+    return f"round({division}, 2)"
 
 
 def call(name: str, arguments: dict) -> dict:
