@@ -1719,13 +1719,9 @@ def advisor(n_train: int = 360, n_heldout: int = 24) -> tuple[list[dict], list[d
 
     def make(r: random.Random) -> dict:
         made = r.choice(ADVISOR_KINDS)(r)  # the task's system prompt and tools come from the recipe
-        roll = r.random()
-        if roll < 0.2:  # the customer says who they are first: the arguments stay the same
+        if r.random() < 0.2:  # the customer says who they are first: the arguments stay the same
             first = made["messages"][0]
             first["content"] = with_prefix(r.choice(ADVISOR_GREETINGS).format(name=r.choice(NAMES)), first["content"])
-        elif roll < 0.45:  # the router hands the advisor a conversation already under way
-            _, _, (intro, ack) = introduction(r, ["name", "city", "account", "goal"])
-            made["messages"][:0] = [{"role": "user", "content": intro}, {"role": "assistant", "content": ack}]
         return made
 
     seen: dict = {}
