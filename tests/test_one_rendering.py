@@ -38,16 +38,19 @@ def test_label_scoring_scores_exactly_the_trained_tokens(tokenizer, tiny, monkey
     real = tiny.forward
 
     def spy(*args, **kwargs):
-        seen.append(kwargs["input_ids"].tolist())
+        seen.append((kwargs["input_ids"][0].tolist(), kwargs["position_ids"][0].tolist()))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(tiny, "forward", spy)
     gen.score_continuations(tiny, tokenizer, messages, labels)
-    prompt_rows, answer_rows = seen[0], seen[1]  # the shared prompt once, then the candidates
+    (ids, positions), = seen  # one packed forward: the prompt once, then each candidate as a branch of it
     trained = [t for t, l in zip(example.input_ids, example.labels) if l != -100]
-    assert prompt_rows == [example.input_ids[:_first_trained(example)]]
-    # the 'lost_card' candidate: label + end-of-turn, the same ids the training example labels
-    assert answer_rows[1][:len(trained)] == trained
+    prompt = _first_trained(example)
+    assert ids[:prompt] == example.input_ids[:prompt]
+    # the last candidate, 'lost_card': label + end-of-turn, the same ids the training example labels,
+    # at the positions they have in the training example
+    assert ids[-len(trained):] == trained
+    assert positions[-len(trained):] == list(range(prompt, prompt + len(trained)))
 
 
 def test_render_is_the_tokenizer_chat_template(tokenizer):
