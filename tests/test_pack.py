@@ -186,6 +186,6 @@ def test_collate_branches_start_at_the_prefix_position_and_keep_every_target():
     assert batch["input_ids"].tolist() == [[1, 2, 3, 10, 11, 20, 21, 22]]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 4, 3, 4, 5]]
     assert batch["targets"].tolist() == [[-100, -100, -100, 11, -100, 21, 22, -100]]
-    assert batch["num_targets"] == 3 and batch["shared"] and batch["dropped"] == 3
+    assert batch["num_targets"] == 3 and batch["dropped"] == 3
     with pytest.raises(ValueError, match="untrained"):
         collate([root, Example(input_ids=[1, 2, 3, 4], labels=[-100, -100, -100, 4])], drops=[0, 3])

@@ -188,13 +188,6 @@ def account_turn(rng, tools: Tools, messages: list, accounts_: list[dict]) -> No
                                                      f"{state}; it is {r['status']}."})
 
 
-def knowledge_question(rng, tools: Tools, faq_pairs: list[tuple[str, str]]) -> dict:
-    q, a = rng.choice(faq_pairs)
-    messages: list = []
-    knowledge_turn(tools, messages, q, a)
-    return {"messages": messages}
-
-
 def knowledge_turn(tools: Tools, messages: list, question: str, answer: str) -> None:
     """A policy question: always looked up (the query is the customer's message), then answered."""
     messages.append({"role": "user", "content": question})

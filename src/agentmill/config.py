@@ -185,6 +185,11 @@ class Recipe(_Strict):
         except ValidationError as err:
             raise AgentmillError(f"stage '{stage.stage}' train overrides: {err.errors()[0]['msg']}") from None
 
+    def task_train(self, stage, task: TaskSpec) -> TrainSpec:
+        """The train options of one task's own adapter (crosstask per_task): the stage's, then its
+        `per_task_train`, then the task's `train`."""
+        return self.stage_train(stage, {**getattr(stage, "per_task_train", {}), **task.train})
+
     def tasks(self) -> list[TaskSpec]:
         return [t for s in self.stages for t in getattr(s, "tasks", [])]
 
@@ -343,7 +348,7 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
             recipe.stage_train(stage, stage.router_train)
         for task in getattr(stage, "tasks", []):
             if task.train:
-                recipe.stage_train(stage, {**getattr(stage, "per_task_train", {}), **task.train})
+                recipe.task_train(stage, task)
     recipe.tools.modules = [str((base / m).resolve()) if m.endswith(".py") else m for m in recipe.tools.modules]
     for tool_settings in recipe.tools.settings.values():
         for key in ("folder", "database", "path"):

@@ -173,8 +173,8 @@ def collate(examples: list[Example], drops: list[int] | None = None) -> dict:
     Returns `input_ids`, `position_ids` (restarting at 0 per example, or at the shared prefix
     length for a branch that drops it: `drops`), `targets` (next-token targets shifted within
     each example: targets[t] = labels[t+1] inside the same example, else -100), `num_targets`
-    (int, targets != -100), `shared` (whether any example is a branch) and `dropped` (the
-    prefix tokens the branches did not repeat). No attention mask:
+    (int, targets != -100) and `dropped` (the prefix tokens the branches did not repeat; > 0:
+    the row shares prefixes). No attention mask:
     the loss is ``cross_entropy(logits.view(-1, V), targets.view(-1), ignore_index=-100,
     reduction="sum")``.
     """
@@ -193,6 +193,5 @@ def collate(examples: list[Example], drops: list[int] | None = None) -> dict:
         "position_ids": torch.tensor([position_ids], dtype=torch.long),
         "targets": torch.tensor([targets], dtype=torch.long),
         "num_targets": sum(1 for t in targets if t != -100),
-        "shared": any(drops),
         "dropped": sum(drops),
     }

@@ -42,7 +42,7 @@ def _loss_metrics(model, examples, spec, accelerator=None) -> dict[str, float]:
     return {"eval_loss": loss}
 
 
-def capped(records: list[Record], fmt: str, spec: TrainSpec) -> list[Record]:
+def capped(records: list[Record], spec: TrainSpec) -> list[Record]:
     """The records an evaluation uses: the first eval_max_records (for text, documents or paragraphs)."""
     return records[: spec.eval_max_records]
 
@@ -51,7 +51,7 @@ def capped(records: list[Record], fmt: str, spec: TrainSpec) -> list[Record]:
 def evaluate_task(model, tokenizer, fmt: str, records: list[Record], spec: TrainSpec,
                   labels: list[str] | None = None, accelerator=None, generate: bool = True) -> dict[str, float]:
     """Metrics of one task on held-out `records` (capped at spec.eval_max_records)."""
-    records = capped(records, fmt, spec)
+    records = capped(records, spec)
     was_training = model.training
     model.eval()
     # the run's precision (bf16 autocast) for scoring and generation too, as `agentmill eval` does

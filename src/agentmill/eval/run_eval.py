@@ -103,7 +103,7 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
                 run.use_task(adapter_task)
                 results[name] = evaluate_task(run.model, run.tokenizer, task_fmt, records, task_spec, labels=labels)
             if console is not None:
-                console.print(f"evaluated [bold]{name}[/] on {len(capped(records, task_fmt, task_spec))} records "
+                console.print(f"evaluated [bold]{name}[/] on {len(capped(records, task_spec))} records "
                               f"in {time.perf_counter() - started:.0f} s: {format_metrics(results[name])}",
                               highlight=False)
 

@@ -60,10 +60,8 @@ def packed_attention_forward(module, query, key, value, attention_mask, dropout=
         if len(segments) > 1 and g1 - g0 <= EAGER_MAX_LEN:
             # a root and its branches, short (classification scoring: a prompt and its labels):
             # one masked attention instead of one small call per branch
-            allowed = _group_mask(segments, g0, g1, query.device)
-            w = torch.matmul(query[:, :, g0:g1], key[:, :, g0:g1].transpose(2, 3)) * scaling
-            w = w.float().masked_fill(~allowed, float("-inf")).softmax(-1).to(value.dtype)
-            outs.append(torch.matmul(w, value[:, :, g0:g1]))
+            blocked = ~_group_mask(segments, g0, g1, query.device)
+            outs.append(_eager(query[:, :, g0:g1], key[:, :, g0:g1], value[:, :, g0:g1], blocked, scaling))
             continue
         for s, e, r, p in segments:
             outs.append(_segment_attention(query, key, value, s, e, r, p, scaling))
@@ -109,9 +107,14 @@ def _segment_attention(query, key, value, s: int, e: int, r: int, p: int, scalin
             return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling)
         allowed = torch.ones(n, p + n, dtype=torch.bool, device=q.device).tril(p)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scaling)
-    w = torch.matmul(q, k.transpose(2, 3)) * scaling
     future = torch.ones(n, p + n, dtype=torch.bool, device=q.device).triu(p + 1)
-    w = w.float().masked_fill(future, float("-inf")).softmax(-1).to(v.dtype)
+    return _eager(q, k, v, future, scaling)
+
+
+def _eager(q, k, v, blocked: torch.Tensor, scaling: float) -> torch.Tensor:
+    """softmax(q k^T) v with `blocked` keys masked out; softmax in float32."""
+    w = torch.matmul(q, k.transpose(2, 3)) * scaling
+    w = w.float().masked_fill(blocked, float("-inf")).softmax(-1).to(v.dtype)
     return torch.matmul(w, v)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import torch
 
 from agentmill.data.render import end_of_turn_id, render
+from agentmill.model.attention import packed_attention
 
 
 def _device(model) -> torch.device:
@@ -239,8 +240,6 @@ def score_many(model, tokenizer, conversations: list[list[dict]], continuations:
     is predicted; log_softmax in float32 (also under autocast). Measured in the demo pipeline on
     40 intent records with 8 labels: 12-18 s with one prompt + KV cache at a time, 6-10 s packed.
     """
-    from agentmill.model.attention import packed_attention
-
     if not continuations:
         return [[] for _ in conversations]
     eot = end_of_turn_id(tokenizer)

@@ -162,7 +162,7 @@ def eval_datasets(ctx: StageContext, model, items: list[tuple[str, DataSpec]], s
             started = time.perf_counter()
             out[name] = evaluate_task(model, ctx.tokenizer, s.format, ds.heldout, spec, labels=ds.labels,
                                       accelerator=ctx.accelerator, generate=generate)
-            ctx.say(f"  evaluated {name} on {len(capped(ds.heldout, s.format, spec))} held-out records "
+            ctx.say(f"  evaluated {name} on {len(capped(ds.heldout, spec))} held-out records "
                     f"in {time.perf_counter() - started:.0f} s: {format_metrics(out[name])}")
     return out
 
@@ -213,8 +213,13 @@ def stage_dir_of(ctx: StageContext, index: int, name: str) -> Path:
     return ctx.work_dir / "stages" / f"{index:02d}-{name}"
 
 
-def run_data_stage(ctx: StageContext, stage, index: int, eval_name: str) -> dict:
-    """A stage with one list of `data` (pretrain, dialogue): train one adapter, report before/after."""
+EVAL_NAMES = {"pretrain": "domain", "dialogue": "dialogue"}  # the task name a data stage is measured as
+
+
+def run_data_stage(ctx: StageContext, stage, index: int) -> dict:
+    """A stage with one list of `data` (pretrain, dialogue): train one adapter, report before/after
+    (as task EVAL_NAMES[stage])."""
+    eval_name = EVAL_NAMES[stage.stage]
     stage_dir = stage_dir_of(ctx, index, stage.stage)
     if (stage_dir / "done.json").exists():
         return replay_stage(ctx, stage_dir)

@@ -63,8 +63,8 @@ def run(ctx: StageContext, stage: CrosstaskStage, index: int) -> dict:
                                           "before": before, "after": after, **summary(result),
                                           "replayed_examples": len(replayed)})
     if stage.mode == "per_task":
-        record["per_task"] = {t.name: _task_adapter(ctx, index, t, ctx.recipe.stage_train(
-            stage, {**stage.per_task_train, **t.train})) for t in stage.tasks}
+        record["per_task"] = {t.name: _task_adapter(ctx, index, t, ctx.recipe.task_train(stage, t))
+                              for t in stage.tasks}
         for t in stage.tasks:
             ctx.tasks[t.name]["adapter"] = f"adapters/{t.name}"
             record["after"][t.name] = record["per_task"][t.name]["after"]

@@ -10,4 +10,4 @@ from agentmill.train.common import StageContext, run_data_stage
 
 
 def run(ctx: StageContext, stage: DialogueStage, index: int) -> dict:
-    return run_data_stage(ctx, stage, index, eval_name="dialogue")
+    return run_data_stage(ctx, stage, index)

@@ -96,7 +96,7 @@ def row_loss(model, batch: dict) -> tuple[torch.Tensor, int, int]:
     # On CPU each packed example attends alone (model/attention.py, ~1.45x); on GPU keep
     # transformers' own kernels, which isolate examples through the position_ids mask, unless
     # the row shares prefixes, which only model/attention.py understands.
-    ours = device.type == "cpu" or batch.get("shared")
+    ours = device.type == "cpu" or batch.get("dropped")
     attention = packed_attention(model) if ours else contextlib.nullcontext()
     with attention:
         out = model(input_ids=batch["input_ids"].to(device), position_ids=batch["position_ids"].to(device),

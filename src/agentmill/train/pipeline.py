@@ -21,7 +21,7 @@ from agentmill.config import Recipe, dump_recipe
 from agentmill.data.formats import apply_task_prompt
 from agentmill.errors import AgentmillError, DataError
 from agentmill.train import crosstask, dialogue, finetune, pretrain
-from agentmill.train.common import Dataset, StageContext, read_all, split_heldout
+from agentmill.train.common import EVAL_NAMES, Dataset, StageContext, read_all, split_heldout
 
 STAGES = {"pretrain": pretrain.run, "finetune": finetune.run, "dialogue": dialogue.run, "crosstask": crosstask.run}
 
@@ -260,13 +260,10 @@ def _encodings(recipe) -> dict[str, dict]:
     for stage in recipe.stages:
         spec = recipe.stage_train(stage)
         for task in getattr(stage, "tasks", []):
-            own = spec
-            if stage.stage == "crosstask" and stage.mode == "per_task":
-                own = recipe.stage_train(stage, {**stage.per_task_train, **task.train})
+            own = recipe.task_train(stage, task) if getattr(stage, "mode", None) == "per_task" else spec
             out[task.name] = {"max_length": own.max_length, "mask": own.mask}
-        if stage.stage in ("pretrain", "dialogue"):
-            out["domain" if stage.stage == "pretrain" else "dialogue"] = {"max_length": spec.max_length,
-                                                                          "mask": spec.mask}
+        if stage.stage in EVAL_NAMES:
+            out[EVAL_NAMES[stage.stage]] = {"max_length": spec.max_length, "mask": spec.mask}
     return out
 
 
@@ -281,8 +278,8 @@ def _tasks_with_eval(ctx: StageContext) -> dict:
                              "split": "all" if task.eval_data else "heldout"}
         tasks[task.name] = info
     for stage in ctx.recipe.stages:
-        if stage.stage in ("pretrain", "dialogue"):
-            name = "domain" if stage.stage == "pretrain" else "dialogue"
+        if stage.stage in EVAL_NAMES:
+            name = EVAL_NAMES[stage.stage]
             specs = stage.eval_data or stage.data
             tasks.setdefault(name, {"stage": stage.stage, "format": specs[0].format, "adapter": None,
                                     "eval_only": True, "encoding": encodings[name],

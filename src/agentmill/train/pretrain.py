@@ -11,4 +11,4 @@ from agentmill.train.common import StageContext, run_data_stage
 
 
 def run(ctx: StageContext, stage: PretrainStage, index: int) -> dict:
-    return run_data_stage(ctx, stage, index, eval_name="domain")
+    return run_data_stage(ctx, stage, index)
