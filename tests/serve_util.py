@@ -43,7 +43,7 @@ def build_run(root, tokenizer):
     tokenizer.save_pretrained(root / "model")
     for name, seed in (("t1", 1), ("t2", 2), ("router", 3)):
         tiny_lora(tokenizer, seed).save_pretrained(root / "adapters" / name)
-    manifest = {"name": "servetest", "base_model": "tiny-base", "backbone": "model", "stages": [],
+    manifest = {"name": "servetest", "base_model": "tiny-base", "backbone": "model", "stages": [], "precision_requested": "fp32",
                 "tasks": {"t1": {"format": "chat", "adapter": "adapters/t1", "system": SYSTEM_T1},
                           "t2": {"format": "chat", "adapter": "adapters/t2", "tools": ["calculator"]},
                           "merged": {"format": "chat", "adapter": None}},

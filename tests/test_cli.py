@@ -75,7 +75,7 @@ def tiny_run(tmp_path_factory, tokenizer, tiny):
     root = tmp_path_factory.mktemp("run")
     tiny.save_pretrained(root / "model")
     tokenizer.save_pretrained(root / "model")
-    manifest = {"name": "tiny", "backbone": "model", "stages": [],
+    manifest = {"name": "tiny", "backbone": "model", "stages": [], "precision_requested": "fp32",
                 "tasks": {"math": {"format": "chat", "adapter": None, "system": "Be brief.", "tools": ["calculator"]}},
                 "tools": {"modules": [], "settings": {}}}
     (root / "manifest.json").write_text(json.dumps(manifest))
@@ -120,3 +120,22 @@ def test_chat_stores_and_resumes_a_session(tiny_run, tmp_path, monkeypatch, caps
     assert f"session {session.id}" in out and "resumed: 2 earlier messages" in out
     code, _, err = run_cli(monkeypatch, capsys, "chat", str(tiny_run), "--db", db, "--session", "nope")
     assert code == 2 and "no session with id 'nope'" in err
+
+
+def test_env_prints_what_a_bug_report_needs(monkeypatch, capsys, tmp_path):
+    import torch
+
+    from agentmill import hardware
+
+    monkeypatch.setenv("AGENTMILL_HOME", str(tmp_path))
+    monkeypatch.setattr(hardware, "_probe_memo", None)
+    code, out, _ = run_cli(monkeypatch, capsys, "env", "--json")
+    info = json.loads(out)
+    assert code == 0 and info["versions"]["torch"] == torch.__version__
+    assert info["cpu"]["model"] == hardware.cpu_model() and info["cpu"]["torch_threads"] == torch.get_num_threads()
+    assert info["probe"]["fp32_gflops"] > 0 and info["probe"]["bf16_gflops"] > 0
+    # what `auto` chooses, and the measurement it was chosen from, are both in the report
+    assert info["precision"]["cpu"]["name"] == hardware.choose_precision("auto", "cpu").name
+    assert (tmp_path / "hardware").is_dir()
+    code, out, _ = run_cli(monkeypatch, capsys, "env")
+    assert code == 0 and "precision auto (cpu)" in out and "matmul fp32 / bf16" in out and hardware.cpu_model() in out

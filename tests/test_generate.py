@@ -197,7 +197,7 @@ def run_dir(tok, tmp_path_factory):
     # adapter_name "default": PeftModel.save_pretrained puts any other name in a sub-folder of that name
     tiny_lora(tok, 1).save_pretrained(root / "adapters" / "t1")
     tiny_lora(tok, 2).save_pretrained(root / "adapters" / "t2")
-    manifest = {"name": "myrun", "base_model": "tiny", "backbone": "model", "stages": [],
+    manifest = {"name": "myrun", "base_model": "tiny", "backbone": "model", "stages": [], "precision_requested": "fp32",
                 "tasks": {"intent": {"stage": "finetune", "format": "classification", "adapter": None,
                                      "labels": ["a", "b"]},
                           "t1": {"stage": "crosstask", "format": "chat", "adapter": "adapters/t1"},
@@ -210,6 +210,34 @@ def _logits(run, text="Hello there, how are you?"):
     ids = torch.tensor([run.tokenizer(text, add_special_tokens=False)["input_ids"]])
     with torch.no_grad():
         return run.model(input_ids=ids).logits
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_runmodel_loads_the_weights_in_the_precision_chosen_on_this_machine(run_dir, tok, tiny_lm, monkeypatch,
+                                                                           tmp_path, native):
+    from agentmill import hardware
+
+    monkeypatch.setenv("AGENTMILL_HOME", str(tmp_path))
+    monkeypatch.setattr(hardware, "_probe_memo", None)
+    monkeypatch.setattr(hardware, "cpu_claims_native_bf16", lambda: native)
+    monkeypatch.setattr(hardware, "matmul_gflops", lambda dtype, **kw: 1400.0 if dtype == torch.bfloat16 else 300.0)
+    import shutil
+
+    run_dir = shutil.copytree(run_dir, tmp_path / "run")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["precision_requested"] = "auto"
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    run = RunModel.load(run_dir)
+    want = torch.bfloat16 if native else torch.float32
+    assert {p.dtype for n, p in run.model.named_parameters() if "lora_" not in n} == {want}
+    run.use_task("t1")
+    fast = _logits(run).float()
+    exact = RunModel.load(run_dir, dtype=torch.float32)
+    exact.use_task("t1")
+    ref = _logits(exact)
+    # bf16 weights change the logits by bf16 rounding only; fp32 is the saved model exactly
+    assert (fast - ref).abs().max().item() < (0.1 if native else 1e-5)
+    assert (fast.argmax(-1) == ref.argmax(-1)).float().mean().item() >= (0.8 if native else 1.0)
 
 
 def test_runmodel_load_and_use_task(run_dir, tok, tiny_lm):

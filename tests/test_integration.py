@@ -10,6 +10,7 @@ from accelerate import Accelerator
 from agentmill.config import TrainSpec
 from agentmill.data.formats import read_records
 from agentmill.data.render import encode_text
+from agentmill.hardware import choose_precision
 from agentmill.model.generate import generate
 from agentmill.model.load import ALIASES, load_model, load_tokenizer
 from agentmill.train.loop import evaluate_loss, train_loop
@@ -50,12 +51,12 @@ def test_a_few_lora_steps_on_domain_text_lower_held_out_loss(real, tmp_path):
 
     base, tokenizer = real
     spec = TrainSpec(max_length=256, lr=1e-3, max_steps=6, grad_accum=1, warmup_ratio=0.0,
-                     eval_every=1000, checkpoint_every=1000, precision="bf16")
+                     eval_every=1000, checkpoint_every=1000, precision="auto")
     train_texts = [r.text for r in read_records(EXAMPLE / "corpus.txt", "text")][:60]
     held_texts = [r.text for r in read_records(EXAMPLE / "corpus_heldout.txt", "text")][:15]
     train = encode_text(tokenizer, train_texts, 256)
     held = encode_text(tokenizer, held_texts, 256)
-    accelerator = Accelerator(cpu=True, mixed_precision="bf16")
+    accelerator = Accelerator(cpu=True, mixed_precision=choose_precision(spec.precision, "cpu").accelerate)
     for p in base.parameters():
         p.requires_grad_(False)
     torch.manual_seed(0)

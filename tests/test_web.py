@@ -50,7 +50,7 @@ def web_run(tmp_path_factory, tokenizer):
     tokenizer.save_pretrained(root / "model")
     for name, seed in (("finance_advisor", 1), ("support", 2), ("router", 3)):
         tiny_lora(tokenizer, seed).save_pretrained(root / "adapters" / name)
-    manifest = {"name": "webrun", "base_model": "tiny", "backbone": "model", "stages": [],
+    manifest = {"name": "webrun", "base_model": "tiny", "backbone": "model", "stages": [], "precision_requested": "fp32",
                 "tasks": {"finance_advisor": {"format": "chat", "adapter": "adapters/finance_advisor",
                                               "system": "You give careful financial advice."},
                           "support": {"format": "chat", "adapter": "adapters/support", "system": "Be brief."}},

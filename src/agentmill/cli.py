@@ -142,6 +142,14 @@ def demo(
     run_demo(out, profile, console)
 
 
+@app.command()
+def env(json_out: bool = typer.Option(False, "--json", help="Print the facts as JSON.")):
+    """What a bug report needs: versions, CPU and flags, threads, GPU, measured matmul speed, precision."""
+    from agentmill.ui.env_cmd import print_environment
+
+    print_environment(console, as_json=json_out)
+
+
 def _print_eval(run_dir: Path) -> None:
     import json
 

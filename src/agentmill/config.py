@@ -56,7 +56,10 @@ class TrainSpec(_Strict):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     precision: Literal["bf16", "fp32", "auto"] = Field(
-        "auto", description="bf16 autocast (fast on CPUs with AMX and on GPUs), fp32, or auto (bf16 where supported).")
+        "auto", description="auto: the dtype that is fast on the machine it runs on (bf16 on GPUs with bf16 and on "
+        "CPUs with native bf16 matmuls, AMX or AVX-512-BF16, confirmed by a cached matmul probe; fp32 elsewhere, "
+        "e.g. AVX2-only CPUs, where bf16 is ~170x slower). bf16 forces bf16 autocast (one warning where it is slow); "
+        "fp32 forces fp32. Chat, serve and eval of the run decide again on the machine they run on.")
     packing: bool = Field(True, description="Pack examples into rows of micro_batch_tokens without pad tokens.")
     share_prefix: bool = Field(
         True, description="With packing, put a common untrained prefix (a task's system prompt and tool list) "

@@ -29,19 +29,13 @@ def _heldout_records(info: dict, spec: TrainSpec, seed: int):
     return records
 
 
-def _autocast(precision: str):
-    if precision == "bf16":
-        return torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str | None = None,
                  task: str | None = None, allow_partial: bool = False, known: dict | None = None) -> dict:
     """Evaluate and write RUN_DIR/eval.json; returns its content.
 
     `known`: metrics of tasks already evaluated on this exact model (the pipeline passes the
     per-task adapters' and the router's), written as they are instead of measured again."""
-    from agentmill.model.run import ROUTER, RunModel
+    from agentmill.model.run import ROUTER, RunModel, run_precision
 
     run_dir = Path(run_dir)
     manifest_path = run_dir / "manifest.json"
@@ -51,7 +45,9 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
     recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text())
     spec = TrainSpec(**recipe["train"])
     seed = recipe.get("seed", 42)
-    run = RunModel.load(run_dir, allow_partial=allow_partial)
+    # fp32 weights under autocast, exactly as the pipeline evaluates its own model
+    run = RunModel.load(run_dir, dtype=torch.float32, allow_partial=allow_partial)
+    precision = run_precision(manifest, next(run.model.parameters()).device)
     tasks = manifest["tasks"]
 
     if data is not None:
@@ -93,7 +89,10 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
         if console is not None:
             console.print(f"[dim]{name}: measured after its adapter was trained (final), not again[/]")
     jobs = [j for j in jobs if j[0] not in known]
-    with _autocast(manifest.get("precision", "no")):
+    device_type = next(run.model.parameters()).device.type
+    autocast = (torch.autocast(device_type, dtype=torch.bfloat16) if precision.name == "bf16"
+                else contextlib.nullcontext())
+    with autocast:
         for name, adapter_task, task_fmt, records, labels, task_spec in jobs:
             started = time.perf_counter()
             if adapter_task == ROUTER:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from agentmill.errors import AgentmillError
+from agentmill.hardware import Precision, announce, choose_precision
 
 
 def _unfinished_hint(run_dir: Path) -> str:
@@ -28,6 +29,15 @@ def _unfinished_hint(run_dir: Path) -> str:
 
 def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def run_precision(manifest: dict, device=None) -> Precision:
+    """The precision to run a trained run with on this machine: what its recipe asked for
+    (`auto` by default) decided here, not where it was trained."""
+    requested = manifest.get("precision_requested")
+    if requested is None:  # runs written before the request was recorded: bf16 came from auto
+        requested = "fp32" if manifest.get("precision") in ("no", "fp32") else "auto"
+    return announce(choose_precision(requested, device))
 
 
 ROUTER = "router"  # adapter name of the task router (a reserved task name)
@@ -49,9 +59,12 @@ class RunModel:
     # ---------------------------------------------------------------- construction
 
     @classmethod
-    def load(cls, run_dir, dtype: torch.dtype = torch.float32, device=None, allow_partial: bool = False) -> "RunModel":
+    def load(cls, run_dir, dtype: torch.dtype | None = None, device=None, allow_partial: bool = False) -> "RunModel":
         """Load RUN_DIR. `allow_partial` accepts a ``.NAME.partial`` folder (the pipeline evaluates it
-        before renaming it); otherwise an unfinished run is a clear error."""
+        before renaming it); otherwise an unfinished run is a clear error.
+
+        `dtype` None: the weights in the run's precision on this machine (`run_precision`): bf16
+        where it is native (prefill ~2x, batched decoding ~1.6x fp32 on an AMX CPU), else fp32."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         run_dir = Path(run_dir).expanduser()
@@ -74,6 +87,9 @@ class RunModel:
         if not isinstance(manifest, dict) or not isinstance(manifest.get("tasks", {}), dict):
             raise AgentmillError(f"{manifest_path}: not an agentmill manifest (expected an object with 'tasks')")
 
+        device = torch.device(device) if device is not None else _default_device()
+        if dtype is None:
+            dtype = run_precision(manifest, device).dtype
         model_dir = run_dir / manifest.get("backbone", "model")
         if not (model_dir / "config.json").exists():
             raise AgentmillError(f"{run_dir}: the backbone {model_dir} is missing or has no config.json; "
@@ -111,7 +127,7 @@ class RunModel:
                 model.load_adapter(path, adapter_name=name, is_trainable=False)
         for p in model.parameters():
             p.requires_grad_(False)
-        model.to(device or _default_device())
+        model.to(device)
         model.eval()
         return cls(model, tokenizer, manifest, run_dir)
 

@@ -20,6 +20,7 @@ from agentmill.paths import write_json_atomic
 from agentmill.config import Recipe, dump_recipe
 from agentmill.data.formats import apply_task_prompt
 from agentmill.errors import AgentmillError, DataError
+from agentmill.hardware import announce, choose_precision
 from agentmill.train import crosstask, dialogue, finetune, pretrain
 from agentmill.train.common import EVAL_NAMES, Dataset, StageContext, read_all, split_heldout
 
@@ -133,25 +134,6 @@ def check_encoding(ctx: StageContext) -> dict[str, dict]:
     return stats
 
 
-def resolve_precision(precision: str) -> str:
-    if precision == "fp32":
-        return "no"
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "no"
-    if precision == "bf16":
-        return "bf16"
-    capability = torch.backends.cpu.get_cpu_capability()  # "AVX512", "AVX512_BF16"? "AMX"...
-    return "bf16" if ("AMX" in capability or "BF16" in capability or _cpu_has_bf16()) else "no"
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
 def train_recipe(recipe: Recipe, out: Path | None = None, resume: bool = False, console=None) -> Path:
     from accelerate import Accelerator
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -181,8 +163,11 @@ def train_recipe(recipe: Recipe, out: Path | None = None, resume: bool = False, 
     # the mixed-precision state is a process-wide singleton: a second run in the same process
     # (a notebook, the tests) may ask for another precision; the process group is kept
     AcceleratorState._reset_state()
-    accelerator = Accelerator(mixed_precision=resolve_precision(recipe.train.precision),
-                              cpu=not torch.cuda.is_available())
+    precision = announce(choose_precision(recipe.train.precision))
+    accelerator = Accelerator(mixed_precision=precision.accelerate, cpu=not torch.cuda.is_available())
+    if console is not None:
+        console.print(f"[dim]precision {precision.name} ({recipe.train.precision}: {precision.reason})[/]",
+                      highlight=False)
     ctx = StageContext(recipe=recipe, tokenizer=tokenizer, model=None, accelerator=accelerator, work_dir=work,
                        logger=None, datasets=datasets, resume=resume)
     check_encoding(ctx)
@@ -217,7 +202,7 @@ def train_recipe(recipe: Recipe, out: Path | None = None, resume: bool = False, 
             "name": recipe.name, "base_model": recipe.base_model, "created": datetime.now(timezone.utc).isoformat(),
             "agentmill_version": __version__, "backbone": "model", "method": recipe.method,
             "template": {"chat_template": tokenizer.chat_template, "eos_token": tokenizer.eos_token},
-            "precision": accelerator.mixed_precision, "stages": records, "tasks": _tasks_with_eval(ctx),
+            "precision": accelerator.mixed_precision, "precision_requested": recipe.train.precision, "stages": records, "tasks": _tasks_with_eval(ctx),
             "router": ctx.router, "tools": recipe.tools.model_dump(mode="json"),
         }
         write_json_atomic(work / "manifest.json", manifest)

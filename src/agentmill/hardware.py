@@ -1,0 +1,245 @@
+"""What this machine is and which precision is fast on it.
+
+`precision: auto` (the default everywhere) picks, per device, the dtype that is fast *there*:
+bf16 on a CUDA GPU with bf16 support and on CPUs with native bf16 matmuls (AMX or
+AVX-512-BF16), fp32 elsewhere. The CPU flags can be wrong (a hypervisor that hides AMX, a
+torch build without the kernels), so on a CPU that claims native bf16 a short matmul probe
+confirms it; the probe's result is cached per machine (CPU model, flags, threads, torch).
+
+On an AVX2-only CPU bf16 runs through emulation: measured 1.0 GFLOP/s against 168 in fp32
+(AMD EPYC, 2 cores, torch 2.13) — an explicit `precision: bf16` there still runs, with one
+warning that gives the measured slowdown and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from agentmill.paths import home, write_json_atomic
+
+# CPU flags that matter for our kernels, in the order `agentmill env` prints them
+FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+# bf16 must beat fp32 by this factor in the probe to be called fast (autocast adds casts)
+PROBE_MARGIN = 1.2
+PROBE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The precision a run uses on one device, and why."""
+
+    name: str  # "bf16" or "fp32"
+    requested: str  # what the recipe asked for: "auto", "bf16" or "fp32"
+    reason: str
+    warning: str | None = None  # set when the request is slow here (explicit bf16 without native bf16)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.bfloat16 if self.name == "bf16" else torch.float32
+
+    @property
+    def accelerate(self) -> str:
+        """accelerate's `mixed_precision` value."""
+        return "bf16" if self.name == "bf16" else "no"
+
+
+# ------------------------------------------------------------------ the CPU
+
+
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_claims_native_bf16() -> bool:
+    """The capability check: a CPU flag for bf16 matmuls and a torch that has the kernels."""
+    flags = cpu_flags()
+    has_flag = any(f in flags for f in NATIVE_BF16_FLAGS)
+    if not flags:  # no /proc/cpuinfo (macOS, ...): trust oneDNN's own check, the probe decides
+        has_flag = True
+    try:
+        onednn = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        onednn = False
+    return has_flag and onednn
+
+
+def threads() -> int:
+    return torch.get_num_threads()
+
+
+# ------------------------------------------------------------------ the probe
+
+
+def matmul_gflops(dtype: torch.dtype, device: str = "cpu", n: int = 512, seconds: float = 0.25) -> float:
+    """Measured GFLOP/s of an n x n matmul in `dtype`, repeated for about `seconds`."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    a @ b  # warm-up: kernel selection, first-touch allocation
+    sync()
+    count, start = 0, time.perf_counter()
+    while True:
+        a @ b
+        count += 1
+        sync()
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return 2 * n**3 * count / elapsed / 1e9
+
+
+def _probe_key() -> str:
+    parts = [cpu_model(), " ".join(sorted(f for f in cpu_flags() if f in FLAGS)), str(threads()),
+             torch.__version__, str(PROBE_VERSION)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def probe_path() -> Path:
+    return home() / "hardware" / f"probe-{_probe_key()}.json"
+
+
+_probe_memo: dict | None = None
+
+
+def cpu_probe(refresh: bool = False) -> dict:
+    """fp32 and bf16 matmul GFLOP/s on this CPU: measured once per machine, then read from the cache."""
+    global _probe_memo
+    if _probe_memo is not None and not refresh:
+        return _probe_memo
+    path = probe_path()
+    if not refresh and path.exists():
+        try:
+            _probe_memo = json.loads(path.read_text())
+            return _probe_memo
+        except (OSError, ValueError):
+            pass  # a damaged cache is measured again
+    fp32 = matmul_gflops(torch.float32)
+    # emulated bf16 may run at ~1 GFLOP/s: a smaller matrix keeps the probe near a second
+    bf16 = matmul_gflops(torch.bfloat16, n=512 if cpu_claims_native_bf16() else 128)
+    _probe_memo = {"cpu": cpu_model(), "threads": threads(), "torch": torch.__version__,
+                   "fp32_gflops": round(fp32, 1), "bf16_gflops": round(bf16, 1),
+                   "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, _probe_memo)
+    except OSError:
+        pass  # a read-only home: measure again next time
+    return _probe_memo
+
+
+# ------------------------------------------------------------------ the choice
+
+
+def _device_type(device) -> str:
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device).type
+
+
+def choose_precision(requested: str = "auto", device=None) -> Precision:
+    """The precision to use for `requested` ("auto", "bf16", "fp32") on `device` (default: ours)."""
+    if requested not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, not {requested!r}")
+    kind = _device_type(device)
+    if requested == "fp32":
+        return Precision("fp32", requested, "asked for")
+    if kind == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return Precision("bf16", requested, f"{torch.cuda.get_device_name()} supports bf16")
+        if requested == "bf16":
+            return Precision("bf16", requested, "asked for", warning=(
+                f"precision bf16 was asked for, but {torch.cuda.get_device_name()} has no native bf16: "
+                "it runs slowly; set train.precision: auto (or fp32) to use fp32 here"))
+        return Precision("fp32", requested, f"{torch.cuda.get_device_name()} has no native bf16")
+    if kind != "cpu":
+        return Precision("bf16" if requested == "bf16" else "fp32", requested, f"{kind}: no probe")
+    native = cpu_claims_native_bf16()
+    if requested == "auto" and not native:
+        return Precision("fp32", requested, "the CPU has no native bf16 (no AMX / AVX-512-BF16)")
+    probe = cpu_probe()
+    ratio = probe["bf16_gflops"] / max(probe["fp32_gflops"], 1e-9)
+    measured = (f"bf16 {probe['bf16_gflops']:,.0f} vs fp32 {probe['fp32_gflops']:,.0f} GFLOP/s "
+                f"measured on {probe['cpu']}")
+    fast = native and ratio >= PROBE_MARGIN
+    if requested == "auto":
+        return Precision("bf16" if fast else "fp32", requested, measured)
+    if fast:
+        return Precision("bf16", requested, measured)
+    return Precision("bf16", requested, measured, warning=(
+        f"precision bf16 was asked for, but this CPU has no native bf16 matmuls: {measured}, "
+        f"{1 / max(ratio, 1e-9):,.0f}x slower than fp32. Set `precision: auto` (or fp32) in the recipe's "
+        "train section, or pass train.precision=auto"))
+
+
+_warned: set[str] = set()
+
+
+def announce(precision: Precision, stream=None) -> Precision:
+    """Print a precision's warning once per process (to stderr); returns the precision."""
+    if precision.warning and precision.warning not in _warned:
+        _warned.add(precision.warning)
+        print(f"warning: {precision.warning}", file=stream or sys.stderr)
+    return precision
+
+
+def environment() -> dict:
+    """What a bug report needs (`agentmill env`): versions, CPU, threads, GPU, measured speeds, precision."""
+    from importlib import metadata
+
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    packages = ["agentmill", "torch", "transformers", "peft", "accelerate", "safetensors", "tokenizers",
+                "trl", "llama-cpp-python"]
+    flags = cpu_flags()
+    info = {
+        "platform": platform.platform(), "python": sys.version.split()[0],
+        "versions": {p: version(p) for p in packages},
+        "cpu": {"model": cpu_model(), "flags": [f for f in FLAGS if f in flags],
+                "torch_capability": torch.backends.cpu.get_cpu_capability(),
+                "onednn_bf16": cpu_claims_native_bf16(),
+                "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+                "torch_threads": threads()},
+        "gpu": None,
+        "probe": cpu_probe(refresh=True),
+        "precision": {"cpu": asdict(choose_precision("auto", "cpu"))},
+        "agentmill_home": str(home()),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = {"name": torch.cuda.get_device_name(), "count": torch.cuda.device_count(),
+                       "cuda": torch.version.cuda, "bf16": torch.cuda.is_bf16_supported(),
+                       "fp32_gflops": round(matmul_gflops(torch.float32, "cuda", n=4096), 0),
+                       "bf16_gflops": round(matmul_gflops(torch.bfloat16, "cuda", n=4096), 0)}
+        info["precision"]["cuda"] = asdict(choose_precision("auto", "cuda"))
+    return info
