@@ -8,7 +8,7 @@ TORCH_PIN := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/de
 # apt-get needs root: plain for root (a fresh container), through sudo for anyone else
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install install-test demo test test-unit test-integration clean
+.PHONY: install install-test install-bench demo test test-unit test-integration bench bench-quick clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,21 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	touch $@
 
 install-test: $(VENV)/.installed-test
+
+# the bench's peers: TRL (training) and llama.cpp (decoding, serving); a peer that does not
+# install is reported as a skipped arm with the reason, never dropped
+$(VENV)/.installed-bench: $(VENV)/.installed-test
+	$(PIP) install -q -e ".[test,bench]"
+	bench/install_llama_cpp.sh $(PY) || echo "llama-cpp-python did not build: the llama.cpp arms will be skipped"
+	touch $@
+
+install-bench: $(VENV)/.installed-bench
+
+bench: install-bench
+	$(PY) bench/run.py
+
+bench-quick: install-bench
+	$(PY) bench/run.py --quick
 
 demo: install
 	$(VENV)/bin/agentmill demo

@@ -43,7 +43,7 @@ def run_demo(out: Path, profile: str, console) -> Path:
     manifest = json.loads((run_dir / "manifest.json").read_text())
     for stage in manifest["stages"]:
         console.print(f"{stage['stage']:<10} {stage['steps']:>4} steps  {stage['wall_s']:>7.1f} s  "
-                      f"{stage['tokens_per_s']:>8,.0f} tok/s")
+                      f"{stage['tokens_per_s']:>8,.0f} tok/s  MFU {stage.get('mfu', 0):.0%}")
 
     console.rule("scripted conversation")
     lines = [l.strip() for l in (example / "demo_chat.txt").read_text().splitlines() if l.strip()]

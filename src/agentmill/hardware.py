@@ -199,6 +199,19 @@ def choose_precision(requested: str = "auto", device=None) -> Precision:
         "train section, or pass train.precision=auto"))
 
 
+_cuda_peaks: dict[str, float] = {}
+
+
+def peak_gflops(precision: str, device=None) -> float:
+    """The measured matmul GFLOP/s of `precision` ("bf16"/"fp32") on `device`: the MFU denominator."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    if _device_type(device) == "cuda":
+        if precision not in _cuda_peaks:
+            _cuda_peaks[precision] = matmul_gflops(dtype, "cuda", n=4096)
+        return _cuda_peaks[precision]
+    return cpu_probe()["bf16_gflops" if precision == "bf16" else "fp32_gflops"]
+
+
 _warned: set[str] = set()
 
 

@@ -171,7 +171,7 @@ def summary(result: LoopResult) -> dict:
     return {"steps": result.steps, "train_tokens": result.tokens, "seen_tokens": result.seen_tokens,
             "shared_tokens": result.shared_tokens,
             "wall_s": round(result.wall_s, 2), "tokens_per_s": round(result.tokens_per_s, 1),
-            "final_train_loss": result.final_loss}
+            "mfu": round(result.mfu, 4), "final_train_loss": result.final_loss}
 
 
 def finish_stage(stage_dir: Path, record: dict) -> dict:

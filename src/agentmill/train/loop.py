@@ -25,7 +25,10 @@ from agentmill.config import TrainSpec
 from agentmill.data.pack import SharedPrefixes, collate, pack, row_drops, shared_prefixes
 from agentmill.data.render import Example
 from agentmill.errors import AgentmillError
+from agentmill.hardware import peak_gflops
 from agentmill.model.attention import packed_attention
+from agentmill.model.flops import StepFlops, attention_pairs
+from agentmill.model.frozen import frozen_linear_weights
 
 
 @dataclass
@@ -38,6 +41,7 @@ class LoopResult:
     final_loss: float
     eval_loss: float | None
     shared_tokens: int = 0  # prefix tokens not run again thanks to shared prefixes (seen excludes them)
+    mfu: float = 0.0  # model FLOPs utilisation of this process against the measured peak (model/flops.py)
 
 
 @dataclass
@@ -221,55 +225,71 @@ def train_loop(model, train: list[Example], eval_examples: list[Example], spec: 
     model, optimizer = accelerator.prepare(model, optimizer)
     raw_model = accelerator.unwrap_model(model)
 
-    start, tokens, seen, shared, loss_value, elapsed_before = 0, 0, 0, 0, float("nan"), 0.0
+    step_flops = StepFlops.of(raw_model)
+    peak = peak_gflops("bf16" if accelerator.mixed_precision == "bf16" else "fp32", accelerator.device) * 1e9
+    start, tokens, seen, shared, flops, loss_value, elapsed_before = 0, 0, 0, 0, 0.0, float("nan"), 0.0
     checkpoints = _checkpoint_paths(ckpt_dir) if resume else []
     if checkpoints:
         extra = _load_checkpoint(checkpoints[-1], raw_model, optimizer, scheduler)
         start, tokens, seen, shared = extra["step"], extra["tokens"], extra["seen"], extra.get("shared", 0)
+        flops = extra.get("flops", 0.0)
         loss_value, elapsed_before = extra["loss"], extra["elapsed"]
     elif ckpt_dir.exists() and accelerator.is_main_process:
         shutil.rmtree(ckpt_dir)
 
     label = f"{stage}" + (f" [{task}]" if task else "")
-    bar = progress.add_task(label, total=n_steps, completed=start, loss=loss_value, tps=0.0) if progress else None
+    bar = progress.add_task(label, total=n_steps, completed=start, loss=loss_value, tps=0.0, mfu=0.0) if progress else None
     model.train()
     t0 = time.perf_counter()
     eval_loss = None
-    for step in range(start, n_steps):
-        my_rows = rows_of_step(step, len(rows), per_step, seed)[rank * spec.grad_accum:(rank + 1) * spec.grad_accum]
-        batches = [rows.batch(train, r) for r in my_rows]
-        step_loss, global_count, step_seen = accumulate_gradients(model, batches, accelerator, params)
-        accelerator.clip_grad_norm_(params, spec.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+    # frozen Linear weights in bf16 for the loop: the casts autocast would redo every forward; their
+    # fp32 masters wait in a file in the checkpoint folder (model/frozen.py); a killed run's is stale
+    fast = torch.bfloat16 if accelerator.mixed_precision == "bf16" else None
+    if accelerator.is_main_process and ckpt_dir.exists():
+        for stale in ckpt_dir.glob(".frozen-master-*"):
+            stale.unlink(missing_ok=True)
+    accelerator.wait_for_everyone()
+    with frozen_linear_weights(raw_model, fast, offload=ckpt_dir):
+        for step in range(start, n_steps):
+            my_rows = rows_of_step(step, len(rows), per_step, seed)[rank * spec.grad_accum:(rank + 1) * spec.grad_accum]
+            batches = [rows.batch(train, r) for r in my_rows]
+            step_loss, global_count, step_seen = accumulate_gradients(model, batches, accelerator, params)
+            accelerator.clip_grad_norm_(params, spec.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
 
-        loss_value = step_loss / max(global_count, 1.0)
-        tokens += int(global_count)
-        seen += step_seen
-        shared += sum(b["dropped"] for b in batches) * world  # about: ranks' rows are alike
-        elapsed = elapsed_before + time.perf_counter() - t0
-        tps = seen / elapsed if elapsed > 0 else 0.0
-        done = step + 1
-        if accelerator.is_main_process:
-            logger.log({"stage": stage, "task": task, "split": "train", "step": done, "loss": loss_value,
-                        "lr": scheduler.get_last_lr()[0], "tokens_per_s": tps, "tokens": tokens, "time": elapsed})
-        if bar is not None:
-            progress.update(bar, completed=done, loss=loss_value, tps=tps)
-        if eval_examples and (done % spec.eval_every == 0 and done < n_steps or done == n_steps and eval_at_end):
-            eval_loss, _ = evaluate_loss(model, eval_examples, spec, accelerator)
+            loss_value = step_loss / max(global_count, 1.0)
+            tokens += int(global_count)
+            seen += step_seen
+            shared += sum(b["dropped"] for b in batches) * world  # about: ranks' rows are alike
+            flops += sum(step_flops.flops(b["input_ids"].shape[1], b["num_targets"], attention_pairs(b["position_ids"]))
+                         for b in batches)  # this process's own work
+            elapsed = elapsed_before + time.perf_counter() - t0
+            tps = seen / elapsed if elapsed > 0 else 0.0
+            mfu = flops / elapsed / peak if elapsed > 0 else 0.0
+            done = step + 1
             if accelerator.is_main_process:
-                logger.log({"stage": stage, "task": task, "split": "eval", "step": done, "loss": eval_loss,
-                            "tokens": tokens, "time": elapsed})
-        if done % spec.checkpoint_every == 0 and done < n_steps:
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                _save_checkpoint(ckpt_dir, done, raw_model, optimizer, scheduler,
-                                 {"step": done, "tokens": tokens, "seen": seen, "shared": shared, "loss": loss_value,
-                                  "elapsed": elapsed})
-            accelerator.wait_for_everyone()
+                logger.log({"stage": stage, "task": task, "split": "train", "step": done, "loss": loss_value,
+                            "lr": scheduler.get_last_lr()[0], "tokens_per_s": tps, "mfu": mfu, "tokens": tokens,
+                            "seen": seen, "flops": flops, "time": elapsed})
+            if bar is not None:
+                progress.update(bar, completed=done, loss=loss_value, tps=tps, mfu=mfu)
+            if eval_examples and (done % spec.eval_every == 0 and done < n_steps or done == n_steps and eval_at_end):
+                eval_loss, _ = evaluate_loss(model, eval_examples, spec, accelerator)
+                if accelerator.is_main_process:
+                    logger.log({"stage": stage, "task": task, "split": "eval", "step": done, "loss": eval_loss,
+                                "tokens": tokens, "time": elapsed})
+            if done % spec.checkpoint_every == 0 and done < n_steps:
+                accelerator.wait_for_everyone()
+                if accelerator.is_main_process:
+                    _save_checkpoint(ckpt_dir, done, raw_model, optimizer, scheduler,
+                                     {"step": done, "tokens": tokens, "seen": seen, "shared": shared, "flops": flops,
+                                      "loss": loss_value, "elapsed": elapsed})
+                accelerator.wait_for_everyone()
 
     wall = elapsed_before + time.perf_counter() - t0
     accelerator.free_memory()
     return LoopResult(steps=n_steps, tokens=tokens, seen_tokens=seen, wall_s=wall,
-                      tokens_per_s=seen / wall if wall > 0 else 0.0, shared_tokens=shared, final_loss=loss_value, eval_loss=eval_loss)
+                      tokens_per_s=seen / wall if wall > 0 else 0.0, shared_tokens=shared, final_loss=loss_value,
+                      eval_loss=eval_loss, mfu=flops / wall / peak if wall > 0 else 0.0)

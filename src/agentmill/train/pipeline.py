@@ -187,6 +187,7 @@ def train_recipe(recipe: Recipe, out: Path | None = None, resume: bool = False, 
     records = []
     columns = [TextColumn("{task.description:<24}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[tps]:,.0f} tok/s"),
+               TextColumn("MFU {task.fields[mfu]:.0%}"),
                TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, disable=not main or os.environ.get("AGENTMILL_PROGRESS") == "0") as progress:
         ctx.progress = progress

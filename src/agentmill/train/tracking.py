@@ -37,7 +37,7 @@ class MetricsLogger:
             f.write(json.dumps(record) + "\n")
         prefix = record["stage"] + (f"/{record['task']}" if record.get("task") else "")
         scalars = {f"{prefix}/{record['split']}_{k}": v for k, v in record.items()
-                   if k in ("loss", "lr", "tokens_per_s") and v is not None}
+                   if k in ("loss", "lr", "tokens_per_s", "mfu") and v is not None}
         if self._tb is not None:
             for tag, value in scalars.items():
                 self._tb.add_scalar(tag, value, record["step"])
