@@ -6,15 +6,20 @@ and `positions` counts them (a row's positions are 0.. whatever its padding, as 
 running one, padding the shorter on the left; `step` feeds each row's last token; `keep` drops
 finished rows and trims columns that are padding for every remaining row.
 
-Adapters: with a PEFT model every forward passes ``adapter_names`` (one per row; "__base__" =
-no adapter), so rows of different tasks share each matmul of the backbone. Adapter layers are
-re-enabled before every forward because `RunModel.use_task(None)` (run by exclusive jobs on
-the same thread, e.g. routing) disables them, and peft ignores ``adapter_names`` then.
+Adapters: one per row ("__base__" = no adapter), so rows of different tasks share each matmul
+of the backbone. Plain LoRA runs through `model/row_lora.py` (all rows' adapters in two bmm
+per layer, however many adapters the batch mixes: bench/decode.py's mixed-adapter batch);
+anything else (DoRA, ...) through
+peft's ``adapter_names``, with the adapter layers re-enabled before every forward because
+`RunModel.use_task(None)` (run by exclusive jobs on the same thread, e.g. routing) disables
+them, and peft ignores ``adapter_names`` then.
 The cache is held as plain (key, value) tensors per layer and wrapped in a `DynamicCache`
 for each forward: models with full attention in every layer (Llama/SmolLM2 and the like).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -28,6 +33,12 @@ class Batch:
         self.model, self.pad_id = model, pad_id
         self.device = next(model.parameters()).device
         self.uses_adapters = bool(getattr(model, "peft_config", None))
+        self.row_lora = None
+        if self.uses_adapters:
+            from agentmill.model.row_lora import RowLora, unsupported
+
+            if unsupported(model) is None:
+                self.row_lora = RowLora(model)
         self.cache_kw = _cache_kwarg(model)
         self.reset()
 
@@ -47,13 +58,16 @@ class Batch:
     def _forward(self, ids, mask, positions, cache, adapters):
         from transformers import DynamicCache
 
-        kwargs = {}
-        if self.uses_adapters:
+        kwargs, rows = {}, contextlib.nullcontext()
+        if self.row_lora is not None:
+            rows = self.row_lora.rows(adapters)
+        elif self.uses_adapters:
             self.model.base_model.enable_adapter_layers()
             kwargs["adapter_names"] = list(adapters)
         past = DynamicCache(ddp_cache_data=cache) if cache else DynamicCache()
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                         logits_to_keep=1, **{self.cache_kw: past}, **kwargs)
+        with rows:
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                             logits_to_keep=1, **{self.cache_kw: past}, **kwargs)
         past = returned_cache(out)
         return out.logits[:, -1, :].float(), [(layer.keys, layer.values) for layer in past.layers]
 
