@@ -7,7 +7,7 @@ running one, padding the shorter on the left; `step` feeds each row's last token
 finished rows and trims columns that are padding for every remaining row.
 
 Adapters: one per row ("__base__" = no adapter), so rows of different tasks share each matmul
-of the backbone. Plain LoRA runs through `model/row_lora.py` (all rows' adapters in two bmm
+of the backbone. Plain LoRA runs through `model/row_lora.py` (all rows' adapters in two matmuls
 per layer, however many adapters the batch mixes: bench/decode.py's mixed-adapter batch);
 anything else (DoRA, ...) through
 peft's ``adapter_names``, with the adapter layers re-enabled before every forward because
