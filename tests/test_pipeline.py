@@ -52,7 +52,7 @@ RECIPE = textwrap.dedent("""\
     seed: 1
     lora: {{r: 4, alpha: 8}}
     train: {{max_length: 128, lr: 1.0e-3, max_steps: 2, grad_accum: 2, eval_every: 1, checkpoint_every: 1,
-            eval_max_records: 4, precision: fp32, report_to: tensorboard}}
+            eval_max_records: 4, precision: auto, report_to: tensorboard}}
     stages:
       - stage: pretrain
         data: [{{path: data/corpus.txt, format: text}}]
@@ -205,6 +205,7 @@ def test_existing_output_and_partial_run_are_not_overwritten(recipe_path, tmp_pa
         train_recipe(load_recipe(recipe_path), out)
 
 
+# fp32 on purpose: resume must reproduce the uninterrupted losses bit for bit, on either CPU kind
 RESUME_RECIPE = textwrap.dedent("""\
     name: tiny-resume
     base_model: {base}
