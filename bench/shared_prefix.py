@@ -27,11 +27,12 @@ from agentmill.train.loop import row_loss
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "finance-advisor"
 
 
-def task_examples(tokenizer, task: dict, registry) -> list:
+def task_examples(tokenizer, task: dict, registry, key: str = "data") -> list:
+    """A crosstask task's file (`key`: "data" or "eval_data") rendered with its system prompt and tools."""
     tools = registry.subset(task["tools"]).schemas() if task.get("tools") else None
     system = [{"role": "system", "content": task["system"]}] if task.get("system") else []
     out = []
-    for line in (EXAMPLE / task["data"]["path"]).read_text().splitlines():
+    for line in (EXAMPLE / task[key]["path"]).read_text().splitlines():
         out.append(encode_chat(tokenizer, system + json.loads(line)["messages"], tools=tools, max_length=1024))
     return out
 

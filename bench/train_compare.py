@@ -54,26 +54,27 @@ def load_examples(tokenizer, n_train: int, n_held: int, seed: int = 0):
     """The example's tool conversations as agentmill encodes them: (train, held-out) Examples."""
     import yaml
 
-    from agentmill.data.render import encode_chat
     from agentmill.tools.builtin import builtin_tools
+    from shared_prefix import task_examples
 
     recipe = yaml.safe_load((EXAMPLE / "recipe.yaml").read_text())
     registry = builtin_tools(recipe["tools"]["settings"], EXAMPLE)
     tasks = {t["name"]: t for t in recipe["stages"][3]["tasks"]}
-    out = {"train": [], "held": []}
-    for name in TASKS:
-        task = tasks[name]
-        tools = registry.subset(task["tools"]).schemas()
-        system = [{"role": "system", "content": task["system"]}]
-        for part, key in (("train", "data"), ("held", "eval_data")):
-            for line in (EXAMPLE / task[key]["path"]).read_text().splitlines():
-                e = encode_chat(tokenizer, system + json.loads(line)["messages"], tools=tools, max_length=ROW_TOKENS)
-                if not e.truncated:
-                    out[part].append(e)
-    rng = random.Random(seed)
-    for part in out.values():
+    parts, rng = [], random.Random(seed)
+    for key, n in (("data", n_train), ("eval_data", n_held)):
+        part = [e for name in TASKS for e in task_examples(tokenizer, tasks[name], registry, key) if not e.truncated]
         rng.shuffle(part)
-    return out["train"][:n_train], out["held"][:n_held]
+        parts.append(part[:n])
+    return parts[0], parts[1]
+
+
+def _accelerator(precision):
+    """A fresh accelerate state in `precision` (a second arm in one process may need another)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision.accelerate)
 
 
 def lora_model(base, seed: int = 0):
@@ -108,14 +109,9 @@ def steady(records: list[tuple[float, int, int, float]]) -> dict:
 
 
 def run_agentmill(model, train, held, precision) -> dict:
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
     from agentmill.config import TrainSpec
-    from agentmill.train.loop import evaluate_loss, train_loop
-
     from agentmill.data.pack import pack
-    from agentmill.train.loop import make_rows
+    from agentmill.train.loop import evaluate_loss, make_rows, train_loop
 
     spec = TrainSpec(max_length=ROW_TOKENS, lr=LR, epochs=1, grad_accum=ROWS_PER_STEP, warmup_ratio=WARMUP,
                      precision=precision.requested, eval_every=10**6, checkpoint_every=10**6)
@@ -124,8 +120,7 @@ def run_agentmill(model, train, held, precision) -> dict:
     plain_rows = len(pack([len(e.input_ids) for e in train], ROW_TOKENS, seed=0))
     shared_rows = len(make_rows(train, spec, seed=0))
     spec = spec.model_copy(update={"grad_accum": max(1, round(ROWS_PER_STEP * shared_rows / plain_rows))})
-    AcceleratorState._reset_state()
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision.accelerate)
+    accelerator = _accelerator(precision)
     model.to(accelerator.device)
     step0, _ = evaluate_loss(model, train[:8], spec, accelerator)
 
@@ -213,11 +208,7 @@ def run_trl(model, tokenizer, train, held, precision, best: bool) -> dict:
     out = trainer.train()
     wall = time.perf_counter() - started
     spec = TrainSpec(max_length=ROW_TOKENS, precision=precision.requested)
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state()
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision.accelerate)
+    accelerator = _accelerator(precision)
     model.eval()
     held_loss, _ = evaluate_loss(model, held, spec, accelerator)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]

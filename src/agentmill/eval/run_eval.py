@@ -47,7 +47,8 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
     seed = recipe.get("seed", 42)
     # fp32 weights under autocast, exactly as the pipeline evaluates its own model
     run = RunModel.load(run_dir, dtype=torch.float32, allow_partial=allow_partial)
-    precision = run_precision(manifest, next(run.model.parameters()).device)
+    device = next(run.model.parameters()).device
+    precision = run_precision(manifest, device)
     tasks = manifest["tasks"]
 
     if data is not None:
@@ -89,8 +90,7 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
         if console is not None:
             console.print(f"[dim]{name}: measured after its adapter was trained (final), not again[/]")
     jobs = [j for j in jobs if j[0] not in known]
-    device_type = next(run.model.parameters()).device.type
-    autocast = (torch.autocast(device_type, dtype=torch.bfloat16) if precision.name == "bf16"
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision.name == "bf16"
                 else contextlib.nullcontext())
     with autocast:
         for name, adapter_task, task_fmt, records, labels, task_spec in jobs:

@@ -24,6 +24,14 @@ from pathlib import Path
 
 import torch
 
+MASTER_PREFIX = ".frozen-master-"
+
+
+def remove_stale_masters(folder: Path) -> None:
+    """Delete masters a killed process left in `folder` (the block ends by removing its own)."""
+    for stale in Path(folder).glob(MASTER_PREFIX + "*") if Path(folder).exists() else []:
+        stale.unlink(missing_ok=True)
+
 
 @contextlib.contextmanager
 def frozen_linear_weights(model, dtype: torch.dtype | None, offload: Path | None = None):
@@ -52,7 +60,7 @@ def frozen_linear_weights(model, dtype: torch.dtype | None, offload: Path | None
     file = None
     if stored:
         Path(offload).mkdir(parents=True, exist_ok=True)
-        handle, file = tempfile.mkstemp(suffix=".safetensors", prefix=".frozen-master-", dir=offload)
+        handle, file = tempfile.mkstemp(suffix=".safetensors", prefix=MASTER_PREFIX, dir=offload)
         os.close(handle)
         save_file(stored, file)
         stored.clear()  # the last references to the fp32 masters: their memory is freed

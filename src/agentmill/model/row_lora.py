@@ -56,7 +56,8 @@ class RowLora:
         self.names = sorted({a for m in model.modules() if isinstance(m, LoraLayer) for a in m.lora_A})
         self.index = {BASE: 0} | {n: i + 1 for i, n in enumerate(self.names)}
         self.rank = max((m.r[a] for m in model.modules() if isinstance(m, LoraLayer) for a in m.lora_A), default=0)
-        self.layers = []  # (module, A [n·r, in], B [out, n·r])
+        self._weights: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(module) -> A [n·r, in], B [out, n·r]
+        modules = []
         for module in model.modules():
             if not isinstance(module, LoraLayer):
                 continue
@@ -68,17 +69,17 @@ class RowLora:
                 start, r = (self.index[adapter] - 1) * self.rank, module.r[adapter]
                 a_cat[start:start + r] = module.lora_A[adapter].weight.detach().to(dtype)
                 b_cat[:, start:start + r] = (module.lora_B[adapter].weight.detach() * module.scaling[adapter]).to(dtype)
-            self.layers.append((module, a_cat, b_cat))
+            self._weights[id(module)] = (a_cat, b_cat)
+            modules.append(module)
         self._mask: torch.Tensor | None = None
-        self._hooks = [m.register_forward_hook(self._add) for m, _, _ in self.layers]
-        self._weights = {id(m): (a, b) for m, a, b in self.layers}
+        self._hooks = [m.register_forward_hook(self._add) for m in modules]
 
     def _add(self, module, inputs, output):
         if self._mask is None:
             return None
         a_cat, b_cat = self._weights[id(module)]
         x = inputs[0].to(a_cat.dtype)
-        mask = self._mask.to(a_cat.dtype).view(-1, *([1] * (x.dim() - 2)), a_cat.shape[0])
+        mask = self._mask.view(-1, *([1] * (x.dim() - 2)), a_cat.shape[0])
         delta = torch.nn.functional.linear(torch.nn.functional.linear(x, a_cat) * mask, b_cat)
         return output + delta.to(output.dtype)
 
@@ -88,8 +89,8 @@ class RowLora:
         unknown = sorted(set(adapters) - set(self.index))
         if unknown:
             raise ValueError(f"unknown adapter(s): {', '.join(unknown)}")
-        device = self.layers[0][1].device if self.layers else None
-        mask = torch.zeros(len(adapters), len(self.names), self.rank, device=device)
+        first = next(iter(self._weights.values()), (torch.empty(0),))[0]
+        mask = torch.zeros(len(adapters), len(self.names), self.rank, dtype=first.dtype, device=first.device)
         for row, name in enumerate(adapters):
             if name != BASE:
                 mask[row, self.index[name] - 1] = 1.0

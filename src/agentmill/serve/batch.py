@@ -9,8 +9,7 @@ finished rows and trims columns that are padding for every remaining row.
 Adapters: one per row ("__base__" = no adapter), so rows of different tasks share each matmul
 of the backbone. Plain LoRA runs through `model/row_lora.py` (all rows' adapters in two matmuls
 per layer, however many adapters the batch mixes: bench/decode.py's mixed-adapter batch);
-anything else (DoRA, ...) through
-peft's ``adapter_names``, with the adapter layers re-enabled before every forward because
+anything else (DoRA, ...) through peft's ``adapter_names``, with the adapter layers re-enabled before every forward because
 `RunModel.use_task(None)` (run by exclusive jobs on the same thread, e.g. routing) disables
 them, and peft ignores ``adapter_names`` then.
 The cache is held as plain (key, value) tensors per layer and wrapped in a `DynamicCache`
@@ -24,8 +23,8 @@ import contextlib
 import torch
 
 from agentmill.model.generate import _cache_kwarg, returned_cache
-
-BASE_ADAPTER = "__base__"
+from agentmill.model.row_lora import BASE as BASE_ADAPTER
+from agentmill.model.row_lora import RowLora, unsupported
 
 
 class Batch:
@@ -34,11 +33,8 @@ class Batch:
         self.device = next(model.parameters()).device
         self.uses_adapters = bool(getattr(model, "peft_config", None))
         self.row_lora = None
-        if self.uses_adapters:
-            from agentmill.model.row_lora import RowLora, unsupported
-
-            if unsupported(model) is None:
-                self.row_lora = RowLora(model)
+        if self.uses_adapters and unsupported(model) is None:
+            self.row_lora = RowLora(model)
         self.cache_kw = _cache_kwarg(model)
         self.reset()
 

@@ -28,7 +28,7 @@ from agentmill.errors import AgentmillError
 from agentmill.hardware import peak_gflops
 from agentmill.model.attention import packed_attention
 from agentmill.model.flops import StepFlops, attention_pairs
-from agentmill.model.frozen import frozen_linear_weights
+from agentmill.model.frozen import frozen_linear_weights, remove_stale_masters
 
 
 @dataclass
@@ -245,9 +245,8 @@ def train_loop(model, train: list[Example], eval_examples: list[Example], spec: 
     # frozen Linear weights in bf16 for the loop: the casts autocast would redo every forward; their
     # fp32 masters wait in a file in the checkpoint folder (model/frozen.py); a killed run's is stale
     fast = torch.bfloat16 if accelerator.mixed_precision == "bf16" else None
-    if accelerator.is_main_process and ckpt_dir.exists():
-        for stale in ckpt_dir.glob(".frozen-master-*"):
-            stale.unlink(missing_ok=True)
+    if accelerator.is_main_process:
+        remove_stale_masters(ckpt_dir)
     accelerator.wait_for_everyone()
     with frozen_linear_weights(raw_model, fast, offload=ckpt_dir):
         for step in range(start, n_steps):
