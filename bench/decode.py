@@ -9,17 +9,21 @@ turn / end of text ignored), B = 1 and 8. Per arm and B, the median over repeats
 
 Arms:
   transformers        `model.generate` on the model loaded in fp32 (transformers' default); no agentmill code
-  agentmill           the serve engine (serve/engine.py + serve/batch.py: continuous batching, one KV
-                      cache, per-row adapters) in agentmill's precision (`choose_precision("auto")`)
-  agentmill-generate  model/generate.py's `model.generate` call (chat, eval) in agentmill's precision
+  agentmill           the serve engine (serve/engine.py + model/decoder.py: continuous batching, one
+                      preallocated KV cache, per-row adapters, int8 decode weights where measured
+                      faster) in agentmill's precision (`choose_precision("auto")`), its worker on
+                      the main thread and the client on another, as `agentmill serve` runs them
+  agentmill-generate  the loop of model/generate.py's decoder path (terminal chat, agent, goal
+                      mode): model/decoder.py's join + step, greedy, on the calling thread
   llama.cpp           llama-cpp-python on the Q4_1 GGUF agentmill converts from (4-bit weights, the
                       others run the dequantised weights); B = 1 through `Llama.generate`, B = 8 through
                       the C API's multi-sequence batch (the `Llama` class holds one sequence)
 
 Mixed adapters: 8 requests over 3 random LoRA adapters (r16, all-linear) through the engine in one
-batch (per-row `adapter_names`), vs the same 8 requests one adapter at a time: grouped by adapter,
-one engine batch per adapter, the groups one after the other; N / 4 new tokens each. Wall times
-and their ratio.
+batch (each row its own adapter), vs the same 8 requests run sequentially (one at a time, each
+with its adapter), and vs grouped by adapter (one engine batch per adapter, the groups one after
+the other: a ratio that cannot pass 3x, since 3 batches of <= 3 rows cost no more than 3 of the
+8-row batch); N / 4 new tokens each. Wall times and their ratios.
 
 Run: .venv/bin/python bench/decode.py [--quick] [--out decode.json]
      --quick: 32 new tokens, 1 repeat (said so in the output)
@@ -103,15 +107,26 @@ def generate_once(model, extra: dict):
     return once
 
 
-def agentmill_generate_kwargs(tokenizer) -> dict:
-    # model/generate.py's `generate`/`generate_batch` take conversations and stop at end of turn, so
-    # they cannot force N tokens: this is their `model.generate` call (stop and pad ids, greedy)
-    # with min_new_tokens added
-    from agentmill.model.generate import _pad_id, _sampling_kwargs, _stop_ids
+def decoder_once(model, tokenizer):
+    # model/generate.py's `generate_stream` stops at end of turn, so it cannot force N tokens: this is
+    # its loop (the run's decoder weights, one `Decoder`, join then step, greedy) without the stop
+    from agentmill.model.decoder import BASE, Decoder, build_weights, pick_token
+    from agentmill.model.generate import _pad_id
 
-    kwargs = {"eos_token_id": _stop_ids(tokenizer), "pad_token_id": _pad_id(tokenizer), **_sampling_kwargs(0.0, 1.0)}
-    kwargs.pop("do_sample")
-    return kwargs
+    weights, why = build_weights(model, "auto")
+
+    def once(rows_prompts, new_tokens):
+        start = time.perf_counter()
+        batch = Decoder(weights, _pad_id(tokenizer))
+        with torch.no_grad():
+            logits = batch.join(rows_prompts, [BASE] * len(rows_prompts))
+            tokens = [pick_token(row, 0.0, 1.0, None) for row in logits]
+            first = time.perf_counter()
+            for _ in range(new_tokens - 1):
+                tokens = [pick_token(row, 0.0, 1.0, None) for row in batch.step(tokens)]
+        return first - start, time.perf_counter() - start
+    once.why = why
+    return once
 
 
 # ------------------------------------------------------------------ agentmill's serve engine
@@ -123,8 +138,31 @@ def engine_for(model, tokenizer):
 
     engine = Engine(RunModel.from_parts(model, tokenizer), max_batch=16)
     engine.stop_ids = set()  # no stop token: every row runs to max_new_tokens
-    engine.start()
     return engine
+
+
+def with_engine_on_main(engine, work):
+    """`work()` on a client thread while this (main) thread is the engine's worker, as in `agentmill serve`."""
+    import threading
+
+    result: dict = {}
+
+    def client():
+        try:
+            result["value"] = work()
+        except BaseException as err:  # noqa: BLE001 - re-raised on the main thread
+            result["error"] = err
+        finally:
+            engine.close()
+
+    thread = threading.Thread(target=client, name="bench-client")
+    engine.hold()
+    thread.start()
+    engine.run_here()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
 
 
 def engine_run(engine, rows_prompts, adapters, new_tokens) -> tuple[float, float, float]:
@@ -182,10 +220,18 @@ def mixed_adapters(base, tokenizer, rows_prompts, new_tokens, repeats) -> dict:
     model.eval()
     adapters = [names[i % ADAPTERS] for i in range(len(rows_prompts))]
     engine = engine_for(model, tokenizer)
-    try:
+
+    def compare():
         def mixed():
             start, _, end = engine_run(engine, rows_prompts, adapters, new_tokens)
             return end - start
+
+        def sequential():
+            total = 0.0
+            for prompt, name in zip(rows_prompts, adapters):
+                start, _, end = engine_run(engine, [prompt], [name], new_tokens)
+                total += end - start
+            return total
 
         def grouped():
             total = 0.0
@@ -196,15 +242,21 @@ def mixed_adapters(base, tokenizer, rows_prompts, new_tokens, repeats) -> dict:
             return total
 
         engine_run(engine, rows_prompts[:ADAPTERS], names, 4)  # warm-up
-        mixed_s = statistics.median(mixed() for _ in range(repeats))
-        grouped_s = statistics.median(grouped() for _ in range(repeats))
+        return (statistics.median(mixed() for _ in range(repeats)),
+                statistics.median(sequential() for _ in range(repeats)),
+                statistics.median(grouped() for _ in range(repeats)))
+
+    try:
+        mixed_s, sequential_s, grouped_s = with_engine_on_main(engine, compare)
     finally:
-        engine.close()
         model.unload()  # leaves `base` without LoRA layers
-    return {"requests": len(rows_prompts), "adapters": ADAPTERS, "lora": "r16 all-linear, random",
+    return {"decoder": engine.batch_kind, "requests": len(rows_prompts), "adapters": ADAPTERS, "lora": "r16 all-linear, random",
             "new_tokens": new_tokens, "repeats": repeats, "mixed_batch_s": mixed_s,
+            "sequential_s": sequential_s, "sequential_over_mixed": sequential_s / mixed_s,
+            "sequential": "one request at a time, each with its adapter, in turn",
             "one_adapter_at_a_time_s": grouped_s, "grouped_over_mixed": grouped_s / mixed_s,
-            "one_adapter_at_a_time": "grouped by adapter, one engine batch per adapter (3+3+2 rows), in turn"}
+            "one_adapter_at_a_time": "grouped by adapter, one engine batch per adapter (3+3+2 rows), in turn; "
+                                     "at most 3x (3 batches of 3 rows vs 1 of 8) however fast the mixed batch"}
 
 
 # ------------------------------------------------------------------ llama.cpp
@@ -364,14 +416,15 @@ def run(quick: bool = False) -> dict:
 
     def engine_arm():
         engine = engine_for(model, tokenizer)
-        try:
-            return measure(engine_once(engine), batch_prompts, new_tokens, repeats) | {"dtype": precision.name}
-        finally:
-            engine.close()
+        out = with_engine_on_main(engine, lambda: measure(engine_once(engine), batch_prompts, new_tokens, repeats))
+        return out | {"dtype": precision.name, "decoder": engine.batch_kind}
+
+    def decoder_arm():
+        once = decoder_once(model, tokenizer)
+        return measure(once, batch_prompts, new_tokens, repeats) | {"dtype": precision.name, "decoder": once.why}
 
     _arm(arms, "agentmill", engine_arm)
-    _arm(arms, "agentmill-generate", lambda: measure(generate_once(model, agentmill_generate_kwargs(tokenizer)),
-                                                     batch_prompts, new_tokens, repeats) | {"dtype": precision.name})
+    _arm(arms, "agentmill-generate", decoder_arm)
     _arm(arms, "llama.cpp", lambda: llama_arm(batch_prompts, new_tokens, repeats) | {"dtype": "Q4_1 GGUF"})
     # a quarter of the new tokens: the comparison runs the 8 requests twice per repeat, and it is a ratio
     _arm(results, "mixed_adapters", lambda: mixed_adapters(model, tokenizer, batch_prompts[max(BATCHES)],
@@ -395,6 +448,9 @@ def table(results: dict) -> str:
             r = arm[f"b{b}"]
             lines.append(f"{name:20} {arm['dtype']:10} {b:>5} {r['prefill_tok_s']:>14.0f} "
                          f"{r['decode_tok_s']:>13.1f} {r['ttft_s']:>8.3f}")
+    for name, arm in results["arms"].items():
+        if arm.get("decoder"):
+            lines.append(f"{name}: {arm['decoder']}")
     if "weights" in results["arms"].get("llama.cpp", {}):
         lines.append(f"llama.cpp: {results['arms']['llama.cpp']['weights']}")
     mixed = results["mixed_adapters"]
@@ -403,9 +459,10 @@ def table(results: dict) -> str:
     else:
         lines.append(f"mixed adapters ({mixed['requests']} requests over {mixed['adapters']} LoRA {mixed['lora']}, "
                      f"{mixed['dtype']}, {mixed['new_tokens']} tokens each, median of {mixed['repeats']}):\n"
-                     f"  one mixed batch {mixed['mixed_batch_s']:.2f} s · one adapter at a time "
-                     f"({mixed['one_adapter_at_a_time']}) {mixed['one_adapter_at_a_time_s']:.2f} s · "
-                     f"ratio {mixed['grouped_over_mixed']:.2f}x")
+                     f"  one mixed batch {mixed['mixed_batch_s']:.2f} s · sequential ({mixed['sequential']}) "
+                     f"{mixed['sequential_s']:.2f} s: {mixed['sequential_over_mixed']:.2f}x · grouped by adapter "
+                     f"(3 batches in turn) {mixed['one_adapter_at_a_time_s']:.2f} s: "
+                     f"{mixed['grouped_over_mixed']:.2f}x")
     return "\n".join(lines)
 
 

@@ -9,8 +9,8 @@ import pytest
 import agentmill.agent.agent as agent_mod
 from agentmill.agent.agent import Agent, Budgets
 from agentmill.agent.goal import run_goal
-from agentmill.agent.steps import (AnswerStep, ModelStep, NoticeStep, RouteStep, ToolResultStep, UserStep, from_dict,
-                                   to_dict, to_messages)
+from agentmill.agent.steps import (AnswerStep, ModelStep, NoticeStep, ToolResultStep, from_dict,
+                                   to_dict)
 from agentmill.agent.toolcall import parse_tool_calls, repair_call
 import torch
 

@@ -107,3 +107,52 @@ def test_this_machine_matmul_probe_measures_real_speed():
     fp32 = hardware.matmul_gflops(torch.float32, n=128, seconds=0.05)
     bf16 = hardware.matmul_gflops(torch.bfloat16, n=64, seconds=0.05)
     assert 0.01 < fp32 < 1e6 and 0.001 < bf16 < 1e6
+
+
+def test_decode_weights_are_int8_only_where_measured_faster_and_the_measure_is_cached(machine, monkeypatch):
+    machine(native=True, fp32=300.0, bf16=1400.0)
+    speeds = {(torch.bfloat16, False): 82.0, (torch.bfloat16, True): 31.0,  # AMX: int8 2.6x faster
+              (torch.float32, False): 71.0, (torch.float32, True): 252.0}  # fp32 inputs: scalar int8 loop
+    measured = []
+
+    def gemv(dtype, int8, seconds=0.15):
+        measured.append((dtype, int8))
+        return speeds[dtype, int8]
+
+    monkeypatch.setattr(hardware, "gemv_microseconds", gemv)
+    assert hardware.decode_weights(torch.bfloat16)[0] == "int8"
+    choice, why = hardware.decode_weights(torch.float32)
+    assert choice == "dense" and "71 us dense vs 252 us int8" in why
+    assert len(measured) == 4
+    monkeypatch.setattr(hardware, "_probe_memo", None)  # a new process reads the cache
+    assert hardware.decode_weights(torch.bfloat16)[0] == "int8" and len(measured) == 4
+    cached = json.loads(hardware.probe_path().read_text())
+    assert cached["decode_us_bf16"] == {"dense": 82.0, "int8": 31.0}
+    speeds[torch.bfloat16, True] = 70.0  # not 1.3x faster: dense
+    monkeypatch.setattr(hardware, "_probe_memo", None)
+    hardware.probe_path().unlink()
+    assert hardware.decode_weights(torch.bfloat16)[0] == "dense"
+    assert hardware.decode_weights(torch.bfloat16, device="cuda")[0] == "dense"
+
+
+def test_this_machine_int8_decode_product_runs():
+    dense = hardware.gemv_microseconds(torch.float32, False, seconds=0.02)
+    int8 = hardware.gemv_microseconds(torch.bfloat16, True, seconds=0.02)
+    assert 0 < dense < 1e5 and 0 < int8 < 1e5
+
+
+def test_side_threads_run_torch_single_threaded_and_the_main_thread_keeps_its_threads():
+    import threading
+
+    seen = {}
+
+    def side():
+        hardware.single_threaded_here()
+        seen["side"] = torch.get_num_threads()
+
+    before = torch.get_num_threads()
+    hardware.single_threaded_here()  # the main thread: unchanged
+    thread = threading.Thread(target=side)
+    thread.start()
+    thread.join()
+    assert torch.get_num_threads() == before and seen["side"] == 1

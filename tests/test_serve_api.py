@@ -285,3 +285,48 @@ def test_one_rendering(run):
     assert plan.choice == "auto" and text == render(run.tokenizer, [{"role": "system", "content": "Be short."},
                                                                     {"role": "user", "content": "hi"}],
                                                     add_generation_prompt=True, tools=[WEATHER])
+
+
+def test_agentmill_serve_runs_the_engine_on_its_main_thread_and_stops_on_sigterm(run_dir, tmp_path):
+    """The real command: uvicorn on a thread, the engine on the main thread (serve/server.py); it
+    answers, stops cleanly on SIGTERM, and a port that is taken is a clear error, not a hang."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, AGENTMILL_HOME=str(tmp_path / "home"))
+    argv = [sys.executable, "-m", "agentmill.cli", "serve", str(run_dir), "--port", str(port),
+            "--db", str(tmp_path / "s.db")]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.poll() else "slow"
+            time.sleep(0.3)
+        reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=60, json={
+            "model": "t1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5})
+        assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] >= 1
+        with socket.socket() as taken:  # a second server on a taken port
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            second = subprocess.run([*argv[:-4], "--port", str(taken.getsockname()[1])], env=env,
+                                    capture_output=True, text=True, timeout=120)
+        assert second.returncode != 0 and "could not serve on" in second.stderr + second.stdout
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, out
+        assert "Application shutdown complete" in out and "Traceback" not in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -25,9 +25,11 @@ def run(tmp_path_factory, tokenizer):
     return RunModel.load(build_run(tmp_path_factory.mktemp("serve") / "run", tokenizer))
 
 
-@pytest.fixture
-def engine(run):
-    e = Engine(run, max_batch=8)
+@pytest.fixture(params=["decoder", "model-forward"])
+def engine(run, request):
+    """Every test runs on both batches: the fast decoder and the model's own forward (its fallback)."""
+    e = Engine(run, max_batch=8, decoder="auto" if request.param == "decoder" else "model")
+    assert e.batch_kind.startswith("fast decoder" if request.param == "decoder" else "the model's own forward")
     yield e
     e.close()
 

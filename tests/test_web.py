@@ -76,11 +76,12 @@ def server(web_run, tmp_path_factory):
     from agentmill.store import SQLiteSessionStore
 
     run = RunModel.load(web_run, device="cpu")
-    # a short pause per forward pass: each reply then streams over ~0.5 s instead of a blink
-    head = run.model.get_base_model().lm_head
-    hook = head.register_forward_hook(lambda *_: time.sleep(STEP_DELAY_S))
     store = SQLiteSessionStore(tmp_path_factory.mktemp("webdb") / "sessions.db")
     app = create_app(run, store=store, settings=ServeSettings(agent_max_new_tokens=MAX_NEW_TOKENS))
+    # a short pause per decode step: each reply then streams over ~0.5 s instead of a blink
+    batch = app.state.agentmill.engine.batch
+    step = batch.step
+    batch.step = lambda tokens: (time.sleep(STEP_DELAY_S), step(tokens))[1]
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -92,7 +93,6 @@ def server(web_run, tmp_path_factory):
     yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", store=store)
     srv.should_exit = True
     thread.join(timeout=10)
-    hook.remove()
     store.close()
 
 

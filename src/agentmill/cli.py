@@ -45,12 +45,18 @@ def eval_(
     data: Optional[Path] = typer.Option(None, "--data", help="Evaluate this file instead of the run's held-out data."),
     fmt: Optional[str] = typer.Option(None, "--format", help="Format of --data (text, instruction, classification, chat)."),
     task: Optional[str] = typer.Option(None, "--task", help="Task (adapter) to evaluate with."),
+    decoder: str = typer.Option("model", "--decoder", help=(
+        "model: as the pipeline evaluates (fp32 weights, autocast, model.generate). auto, int8 or dense: "
+        "answers from the fast decoder, as serve and chat run on this machine (writes eval-decoder-MODE.json).")),
 ):
     """Evaluate a run: prints a table and writes eval.json."""
     from agentmill.eval.report import print_eval_table
     from agentmill.eval.run_eval import evaluate_run
+    from agentmill.model.decoder import MODES
 
-    result = evaluate_run(run_dir, console=console, data=data, fmt=fmt, task=task)
+    if decoder not in MODES:
+        raise typer.BadParameter(f"choose one of {', '.join(MODES)}", param_hint="--decoder")
+    result = evaluate_run(run_dir, console=console, data=data, fmt=fmt, task=task, decoder=decoder)
     print_eval_table(result, console)
 
 

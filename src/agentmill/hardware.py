@@ -199,6 +199,84 @@ def choose_precision(requested: str = "auto", device=None) -> Precision:
         "train section, or pass train.precision=auto"))
 
 
+def single_threaded_here() -> None:
+    """Run torch on one thread in the calling thread, unless it is the main thread.
+
+    For torch work beside the model's thread (e.g. knowledge embeddings in a request thread): a
+    second OpenMP team makes libgomp stop spinning its workers, which halves the model thread's
+    speed for as long as that thread lives (serve/engine.py). Only this thread's OpenMP setting
+    changes (`omp_set_num_threads` is per thread; `torch.set_num_threads` also sets MKL's, for all)."""
+    import ctypes
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        return
+    for name in ("libgomp.so.1", "libiomp5.so"):
+        path = Path(torch.__file__).parent / "lib" / name
+        if path.exists():
+            try:
+                ctypes.CDLL(str(path)).omp_set_num_threads(1)
+            except (OSError, AttributeError):
+                pass
+            return
+
+
+# int8 weights must beat dense ones by this factor at decode shapes to be used (they round the weights)
+INT8_MARGIN = 1.3
+
+
+def gemv_microseconds(dtype: torch.dtype, int8: bool, seconds: float = 0.15) -> float:
+    """Microseconds of one decode-shaped product (a token [1, 576] times the 4 weights of a small
+    model's layer, 6 layers cycled so they come from memory, not cache), dense `dtype` or int8."""
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(960, 576), (576, 576), (3072, 576), (576, 1536)] * 6
+    weights = [torch.randn(shape, generator=gen).to(dtype) for shape in shapes]
+    if int8:
+        packed = [(torch.randint(-127, 128, w.shape, dtype=torch.int8, generator=gen),
+                   torch.rand(w.shape[0], generator=gen).to(dtype)) for w in weights]
+        run = [lambda x, p=p: torch.ops.aten._weight_int8pack_mm(x, *p) for p in packed]
+    else:
+        run = [lambda x, w=w: torch.nn.functional.linear(x, w) for w in weights]
+    inputs = {n: torch.randn(1, n, generator=gen).to(dtype) for n in (576, 1536)}
+    products = list(zip(run, [inputs[s[1]] for s in shapes]))
+    for fn, x in products:  # warm-up
+        fn(x)
+    count, start = 0, time.perf_counter()
+    while True:
+        for fn, x in products:
+            fn(x)
+        count += len(products)
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return elapsed / count * 1e6
+
+
+def decode_weights(dtype: torch.dtype, device=None) -> tuple[str, str]:
+    """("int8" or "dense", why): the frozen weights decoding reads, on `device`, for activations in `dtype`.
+
+    Decoding one token per row reads every weight once per token, so int8 weights can halve the
+    time, where the kernel (`_weight_int8pack_mm`) has a fast path: measured once per machine and
+    dtype, cached beside the matmul probe. torch 2.13 vectorises it for bf16 on AVX-512; fp32
+    inputs run a scalar loop (measured 4x slower than dense fp32 on an AMX Xeon)."""
+    if _device_type(device) != "cpu":
+        return "dense", f"{_device_type(device)}: dense weights"
+    if not hasattr(torch.ops.aten, "_weight_int8pack_mm"):
+        return "dense", f"torch {torch.__version__} has no int8 weight-only kernel"
+    name = "bf16" if dtype == torch.bfloat16 else "fp32"
+    probe = cpu_probe()
+    key = f"decode_us_{name}"
+    if key not in probe:
+        probe[key] = {"dense": round(gemv_microseconds(dtype, False), 1),
+                      "int8": round(gemv_microseconds(dtype, True), 1)}
+        try:
+            write_json_atomic(probe_path(), probe)
+        except OSError:
+            pass
+    dense, int8 = probe[key]["dense"], probe[key]["int8"]
+    measured = f"{name} decode product {dense:.0f} us dense vs {int8:.0f} us int8, measured on {probe['cpu']}"
+    return ("int8" if dense >= INT8_MARGIN * int8 else "dense"), measured
+
+
 _cuda_peaks: dict[str, float] = {}
 
 

@@ -259,7 +259,8 @@ class Agent:
         messages, schemas = self.prompt(task)
         shown, buffer = True, ""
         for piece in generate_stream(self.run.model, self.run.tokenizer, messages,
-                                     max_new_tokens=self.budgets.max_new_tokens, tools=schemas):
+                                     max_new_tokens=self.budgets.max_new_tokens, tools=schemas,
+                                     decoder=self.run.decoder()[0]):
             yield piece
             if not shown:
                 continue

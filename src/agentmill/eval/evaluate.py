@@ -49,16 +49,21 @@ def capped(records: list[Record], spec: TrainSpec) -> list[Record]:
 
 @torch.no_grad()
 def evaluate_task(model, tokenizer, fmt: str, records: list[Record], spec: TrainSpec,
-                  labels: list[str] | None = None, accelerator=None, generate: bool = True) -> dict[str, float]:
-    """Metrics of one task on held-out `records` (capped at spec.eval_max_records)."""
+                  labels: list[str] | None = None, accelerator=None, generate: bool = True,
+                  decoder=None) -> dict[str, float]:
+    """Metrics of one task on held-out `records` (capped at spec.eval_max_records).
+
+    `decoder`: the run's `DecoderWeights`: answers are generated with them, as serve and chat
+    generate (the adapter stays unmerged: the decoder applies it); scores and losses still come
+    from the model's own forward."""
     records = capped(records, spec)
     was_training = model.training
     model.eval()
     # the run's precision (bf16 autocast) for scoring and generation too, as `agentmill eval` does
     precision = accelerator.autocast() if accelerator is not None else contextlib.nullcontext()
     try:
-        with precision, merged_lora(model):
-            return _evaluate(model, tokenizer, fmt, records, spec, labels, accelerator, generate)
+        with precision, (merged_lora(model) if decoder is None else contextlib.nullcontext()):
+            return _evaluate(model, tokenizer, fmt, records, spec, labels, accelerator, generate, decoder)
     finally:
         model.train(was_training)
 
@@ -81,7 +86,7 @@ def merged_lora(model):
         model.unmerge_adapter()
 
 
-def _evaluate(model, tokenizer, fmt, records, spec, labels, accelerator, generate) -> dict[str, float]:
+def _evaluate(model, tokenizer, fmt, records, spec, labels, accelerator, generate, decoder) -> dict[str, float]:
     if fmt == "text":
         loss = _loss_metrics(model, encode_records(tokenizer, records, fmt, spec), spec, accelerator)["eval_loss"]
         return {"eval_loss": loss, "perplexity": math.exp(loss) if loss < 50 else float("inf")}
@@ -94,15 +99,16 @@ def _evaluate(model, tokenizer, fmt, records, spec, labels, accelerator, generat
     if fmt == "instruction" and generate:
         prompts = [[m for m in r.messages if m["role"] != "assistant"] for r in records]
         golds = [next(m["content"] for m in r.messages if m["role"] == "assistant") for r in records]
-        preds = generate_batch(model, tokenizer, prompts, max_new_tokens=answer_budget(tokenizer, golds))
+        preds = generate_batch(model, tokenizer, prompts, max_new_tokens=answer_budget(tokenizer, golds),
+                               decoder=decoder)
         metrics["exact_match"] = mean([exact_match(p, g) for p, g in zip(preds, golds)])
         metrics["token_f1"] = mean([token_f1(p, g) for p, g in zip(preds, golds)])
     if fmt == "chat" and generate:
         from agentmill.eval.memory import evaluate_memory
         from agentmill.eval.tooluse import evaluate_tool_use
 
-        metrics.update(evaluate_tool_use(model, tokenizer, records))
-        metrics.update(evaluate_memory(model, tokenizer, records))
+        metrics.update(evaluate_tool_use(model, tokenizer, records, decoder=decoder))
+        metrics.update(evaluate_memory(model, tokenizer, records, decoder=decoder))
     return metrics
 
 

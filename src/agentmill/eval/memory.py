@@ -42,13 +42,13 @@ def memory_records(records: list[Record]) -> list[tuple[Record, list[str]]]:
     return [(r, facts) for r in records if r.messages and (facts := earlier_facts(r.messages))]
 
 
-def evaluate_memory(model, tokenizer, records: list[Record]) -> dict[str, float]:
+def evaluate_memory(model, tokenizer, records: list[Record], decoder=None) -> dict[str, float]:
     chosen = memory_records(records)
     if not chosen:
         return {}
     prompts = [r.messages[:-1] for r, _ in chosen]
     golds = [r.messages[-1]["content"] for r, _ in chosen]
     answers = generate_batch(model, tokenizer, prompts, max_new_tokens=answer_budget(tokenizer, golds),
-                             batch_size=32, tools=[r.tools for r, _ in chosen])
+                             batch_size=32, tools=[r.tools for r, _ in chosen], decoder=decoder)
     return {"memory_recall": mean([all(f in a for f in facts) for a, (_, facts) in zip(answers, chosen)]),
             "memory_records": float(len(chosen))}

@@ -30,11 +30,16 @@ def _heldout_records(info: dict, spec: TrainSpec, seed: int):
 
 
 def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str | None = None,
-                 task: str | None = None, allow_partial: bool = False, known: dict | None = None) -> dict:
+                 task: str | None = None, allow_partial: bool = False, known: dict | None = None,
+                 decoder: str = "model") -> dict:
     """Evaluate and write RUN_DIR/eval.json; returns its content.
 
     `known`: metrics of tasks already evaluated on this exact model (the pipeline passes the
-    per-task adapters' and the router's), written as they are instead of measured again."""
+    per-task adapters' and the router's), written as they are instead of measured again.
+    `decoder`: "model" (the default) evaluates as the pipeline does: fp32 weights under the run's
+    autocast, answers from `model.generate`. "auto", "int8" or "dense" evaluate what `agentmill
+    serve` and `chat` run on this machine: the weights in the run's precision, answers from the
+    fast decoder with those weights (model/decoder.py); written to eval-decoder-MODE.json."""
     from agentmill.model.run import ROUTER, RunModel, run_precision
 
     run_dir = Path(run_dir)
@@ -45,8 +50,17 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
     recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text())
     spec = TrainSpec(**recipe["train"])
     seed = recipe.get("seed", 42)
-    # fp32 weights under autocast, exactly as the pipeline evaluates its own model
-    run = RunModel.load(run_dir, dtype=torch.float32, allow_partial=allow_partial)
+    if decoder == "model":
+        # fp32 weights under autocast, exactly as the pipeline evaluates its own model
+        run = RunModel.load(run_dir, dtype=torch.float32, allow_partial=allow_partial)
+        weights = None
+    else:
+        run = RunModel.load(run_dir, allow_partial=allow_partial)  # in the run's precision, as served
+        weights, why = run.decoder(decoder)
+        if weights is None:
+            raise AgentmillError(f"--decoder {decoder}: this run's model cannot use the fast decoder: {why}")
+        if console is not None:
+            console.print(f"[dim]answers from the {why}[/]")
     device = next(run.model.parameters()).device
     precision = run_precision(manifest, device)
     tasks = manifest["tasks"]
@@ -90,23 +104,25 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
         if console is not None:
             console.print(f"[dim]{name}: measured after its adapter was trained (final), not again[/]")
     jobs = [j for j in jobs if j[0] not in known]
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision.name == "bf16"
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision.name == "bf16" and weights is None
                 else contextlib.nullcontext())
     with autocast:
         for name, adapter_task, task_fmt, records, labels, task_spec in jobs:
             started = time.perf_counter()
             if adapter_task == ROUTER:
                 with run.adapter(ROUTER) as model:
-                    results[name] = evaluate_task(model, run.tokenizer, task_fmt, records, task_spec, labels=labels)
+                    results[name] = evaluate_task(model, run.tokenizer, task_fmt, records, task_spec, labels=labels,
+                                                  decoder=weights)
             else:
                 run.use_task(adapter_task)
-                results[name] = evaluate_task(run.model, run.tokenizer, task_fmt, records, task_spec, labels=labels)
+                results[name] = evaluate_task(run.model, run.tokenizer, task_fmt, records, task_spec, labels=labels,
+                                              decoder=weights)
             if console is not None:
                 console.print(f"evaluated [bold]{name}[/] on {len(capped(records, task_spec))} records "
                               f"in {time.perf_counter() - started:.0f} s: {format_metrics(results[name])}",
                               highlight=False)
 
-    out_path = run_dir / "eval.json"
+    out_path = run_dir / ("eval.json" if decoder == "model" else f"eval-decoder-{decoder}.json")
     previous = json.loads(out_path.read_text()) if out_path.exists() else {}
     merged = {"tasks": {**previous.get("tasks", {}), **results},
               "stages": {s["stage"]: {"before": s.get("before", {}), "after": s.get("after", {})}

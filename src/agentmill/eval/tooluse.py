@@ -109,12 +109,12 @@ def tool_cases(records: list[Record]) -> list[ToolCase]:
     return cases
 
 
-def evaluate_tool_use(model, tokenizer, records: list[Record]) -> dict[str, float]:
+def evaluate_tool_use(model, tokenizer, records: list[Record], decoder=None) -> dict[str, float]:
     cases = tool_cases(records)
     if not cases:
         return {}
     outputs = generate_batch(model, tokenizer, [c.call_prompt for c in cases], tools=[c.tools for c in cases],
-                             batch_size=32,
+                             batch_size=32, decoder=decoder,
                              max_new_tokens=answer_budget(tokenizer, [_call_text(c.gold_call) for c in cases]))
     exact = []
     for out, case in zip(outputs, cases):
@@ -125,7 +125,7 @@ def evaluate_tool_use(model, tokenizer, records: list[Record]) -> dict[str, floa
     if answered:
         answers = generate_batch(model, tokenizer, [c.answer_prompt for c in answered], batch_size=32,
                                  max_new_tokens=answer_budget(tokenizer, [c.gold_answer for c in answered]),
-                                 tools=[c.tools for c in answered])
+                                 tools=[c.tools for c in answered], decoder=decoder)
         metrics["tool_answer_match"] = mean([states_number(a, c.number) for a, c in zip(answers, answered)])
         metrics["tool_answer_records"] = float(len(answered))
     return metrics

@@ -43,6 +43,34 @@ def unsupported(model) -> str | None:
     return None
 
 
+def adapter_names(model) -> list[str]:
+    """The LoRA adapters of a PEFT model, sorted (the order of their columns in `lora_stack`)."""
+    from peft.tuners.lora import LoraLayer
+
+    return sorted({a for m in model.modules() if isinstance(m, LoraLayer) for a in m.lora_A})
+
+
+def adapter_rank(model) -> int:
+    """The largest LoRA rank of a PEFT model (every adapter's block is padded to it)."""
+    from peft.tuners.lora import LoraLayer
+
+    return max((m.r[a] for m in model.modules() if isinstance(m, LoraLayer) for a in m.lora_A), default=0)
+
+
+def lora_stack(module, names: list[str], rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A LoRA layer's adapters side by side: A [n·r, in] and B [out, n·r] (scaling folded into B),
+    adapter `names[i]` in block i, a smaller rank zero-padded, an adapter it lacks all zeros."""
+    base = module.get_base_layer()
+    dtype, device = base.weight.dtype, base.weight.device
+    a_cat = torch.zeros(len(names) * rank, base.in_features, dtype=dtype, device=device)
+    b_cat = torch.zeros(base.out_features, len(names) * rank, dtype=dtype, device=device)
+    for adapter in module.lora_A:
+        start, r = names.index(adapter) * rank, module.r[adapter]
+        a_cat[start:start + r] = module.lora_A[adapter].weight.detach().to(dtype)
+        b_cat[:, start:start + r] = (module.lora_B[adapter].weight.detach() * module.scaling[adapter]).to(dtype)
+    return a_cat, b_cat
+
+
 class RowLora:
     """Per-row adapters for a PEFT model's LoRA layers; `with row_lora.rows(names): model(...)`."""
 
@@ -53,24 +81,12 @@ class RowLora:
         if reason is not None:
             raise ValueError(f"per-row LoRA cannot run this model: {reason}")
         self.model = model
-        self.names = sorted({a for m in model.modules() if isinstance(m, LoraLayer) for a in m.lora_A})
+        self.names = adapter_names(model)
         self.index = {BASE: 0} | {n: i + 1 for i, n in enumerate(self.names)}
-        self.rank = max((m.r[a] for m in model.modules() if isinstance(m, LoraLayer) for a in m.lora_A), default=0)
-        self._weights: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(module) -> A [n·r, in], B [out, n·r]
-        modules = []
-        for module in model.modules():
-            if not isinstance(module, LoraLayer):
-                continue
-            base = module.get_base_layer()
-            dtype, device = base.weight.dtype, base.weight.device
-            a_cat = torch.zeros(len(self.names) * self.rank, base.in_features, dtype=dtype, device=device)
-            b_cat = torch.zeros(base.out_features, len(self.names) * self.rank, dtype=dtype, device=device)
-            for adapter in module.lora_A:
-                start, r = (self.index[adapter] - 1) * self.rank, module.r[adapter]
-                a_cat[start:start + r] = module.lora_A[adapter].weight.detach().to(dtype)
-                b_cat[:, start:start + r] = (module.lora_B[adapter].weight.detach() * module.scaling[adapter]).to(dtype)
-            self._weights[id(module)] = (a_cat, b_cat)
-            modules.append(module)
+        self.rank = adapter_rank(model)
+        modules = [m for m in model.modules() if isinstance(m, LoraLayer)]
+        # id(module) -> A [n·r, in], B [out, n·r]
+        self._weights = {id(m): lora_stack(m, self.names, self.rank) for m in modules}
         self._mask: torch.Tensor | None = None
         self._hooks = [m.register_forward_hook(self._add) for m in modules]
 

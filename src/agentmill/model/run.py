@@ -54,6 +54,7 @@ class RunModel:
         self.tasks: list[str] = list(manifest.get("tasks") or {})
         self.task: str | None = None
         self._adapters: set[str] = set(getattr(model, "peft_config", None) or {})
+        self._decoders: dict[str, tuple] = {}
         self.use_task(None)
 
     # ---------------------------------------------------------------- construction
@@ -184,17 +185,27 @@ class RunModel:
         """What the chat prints before an answer: the task name or ``base``."""
         return self.task or "base"
 
+    def decoder(self, mode: str = "auto"):
+        """(the fast decoder's weights for this model or None, what decodes and why), built once
+        per mode: see `model.decoder.build_weights`. A loaded run is done training, so the
+        adapters it reads stay right."""
+        if mode not in self._decoders:
+            from agentmill.model.decoder import build_weights
+
+            self._decoders[mode] = build_weights(self.model, mode)
+        return self._decoders[mode]
+
     # ---------------------------------------------------------------- conveniences
 
     def generate(self, messages: list[dict], **kwargs) -> str:
         from agentmill.model.generate import generate
 
-        return generate(self.model, self.tokenizer, messages, **kwargs)
+        return generate(self.model, self.tokenizer, messages, decoder=self.decoder()[0], **kwargs)
 
     def generate_stream(self, messages: list[dict], **kwargs):
         from agentmill.model.generate import generate_stream
 
-        return generate_stream(self.model, self.tokenizer, messages, **kwargs)
+        return generate_stream(self.model, self.tokenizer, messages, decoder=self.decoder()[0], **kwargs)
 
     def __repr__(self) -> str:
         return f"RunModel({self.run_dir or 'in-memory'}, tasks={self.tasks}, task={self.task!r})"

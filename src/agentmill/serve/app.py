@@ -31,7 +31,8 @@ def create_app(run, tools=None, store=None, settings: ServeSettings | None = Non
 
     settings = settings or ServeSettings()
     tools = tools if tools is not None else registry_for_run(run)
-    engine = Engine(run, max_batch=settings.max_batch, max_waiting=settings.max_waiting)
+    engine = Engine(run, max_batch=settings.max_batch, max_waiting=settings.max_waiting,
+                    decoder=settings.decoder)
     context = context_length(run, settings)
     sessions = None if store is None else SessionPool(
         run, tools, store, engine, max_new_tokens=min(settings.agent_max_new_tokens, settings.max_tokens_cap),

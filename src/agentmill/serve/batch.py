@@ -1,5 +1,9 @@
 """Sequences decoding together: one left-padded KV cache, one adapter per row, rows join and leave.
 
+`make_batch` picks the engine's batch: model/decoder.py's `Decoder` (preallocated cache, fused
+projections, int8 weights where they are faster here) for Llama-shaped models, else `Batch`
+below, which runs the model's own forward and works for any causal LM.
+
 Rows are right-aligned: row i's real tokens are the last ones of its cache, `mask` marks them,
 and `positions` counts them (a row's positions are 0.. whatever its padding, as if alone).
 `join` prefills new prompts (left-padded among themselves) and merges their cache into the
@@ -22,12 +26,20 @@ import contextlib
 
 import torch
 
+from agentmill.model.decoder import Decoder, Rows, left_padded, pad_left
 from agentmill.model.generate import _cache_kwarg, returned_cache
-from agentmill.model.row_lora import BASE as BASE_ADAPTER
+from agentmill.model.row_lora import BASE as BASE_ADAPTER  # noqa: F401 - the engine and tests name it so
 from agentmill.model.row_lora import RowLora, unsupported
 
 
-class Batch:
+def make_batch(run, pad_id: int, mode: str = "auto"):
+    """The batch the engine decodes with (`Decoder` where the run's model allows it, else `Batch`),
+    and a line saying which and why; `mode` as in `model.decoder.build_weights`."""
+    weights, why = run.decoder(mode)
+    return (Decoder(weights, pad_id) if weights is not None else Batch(run.model, pad_id)), why
+
+
+class Batch(Rows):
     def __init__(self, model, pad_id: int):
         self.model, self.pad_id = model, pad_id
         self.device = next(model.parameters()).device
@@ -39,17 +51,8 @@ class Batch:
         self.reset()
 
     def reset(self) -> None:
+        super().reset()  # mask: long, 1 = real token
         self.cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-        self.mask: torch.Tensor | None = None  # [rows, length], 1 = real token
-        self.positions: torch.Tensor | None = None  # [rows], position of each row's next token
-        self.adapters: list[str] = []
-
-    def __len__(self) -> int:
-        return len(self.adapters)
-
-    @property
-    def width(self) -> int:
-        return 0 if self.mask is None else self.mask.shape[1]
 
     def _forward(self, ids, mask, positions, cache, adapters):
         from transformers import DynamicCache
@@ -70,24 +73,19 @@ class Batch:
     @torch.no_grad()
     def join(self, prompts: list[list[int]], adapters: list[str]) -> torch.Tensor:
         """Prefill new rows and append them; their next-token logits [new rows, vocab]."""
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[i, width - len(p):] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        ids, mask, positions = left_padded(prompts, self.pad_id, self.device)
+        mask = mask.long()
+        width = ids.shape[1]
         logits, cache = self._forward(ids, mask, positions, None, adapters)
         lengths = mask.sum(-1)
         if self.cache is None:
             self.cache, self.mask, self.positions = cache, mask, lengths
         else:
             full = max(self.width, width)
-            self.cache = [(torch.cat([_pad_left(k0, full), _pad_left(k1, full)]),
-                           torch.cat([_pad_left(v0, full), _pad_left(v1, full)]))
+            self.cache = [(torch.cat([pad_left(k0, full), pad_left(k1, full)]),
+                           torch.cat([pad_left(v0, full), pad_left(v1, full)]))
                           for (k0, v0), (k1, v1) in zip(self.cache, cache)]
-            self.mask = torch.cat([_pad_left(self.mask, full), _pad_left(mask, full)])
+            self.mask = torch.cat([pad_left(self.mask, full), pad_left(mask, full)])
             self.positions = torch.cat([self.positions, lengths])
         self.adapters += list(adapters)
         return logits
@@ -102,26 +100,5 @@ class Batch:
         self.positions = self.positions + 1
         return logits
 
-    def keep(self, rows: list[int]) -> None:
-        """Keep only these rows (in this order)."""
-        if not rows:
-            self.reset()
-            return
-        idx = torch.tensor(rows, dtype=torch.long, device=self.device)
-        mask = self.mask[idx]
-        start = int(mask.any(0).nonzero()[0])  # columns before it are padding in every kept row
-        self.mask = mask[:, start:]
+    def _keep_cache(self, idx, start, width):
         self.cache = [(k[idx, :, start:], v[idx, :, start:]) for k, v in self.cache]
-        self.positions = self.positions[idx]
-        self.adapters = [self.adapters[i] for i in rows]
-
-
-def _pad_left(t: torch.Tensor, width: int) -> torch.Tensor:
-    """Zero-pad dim 2 (cache [b, h, L, d]) or dim 1 (mask [b, L]) on the left up to `width`."""
-    dim = 2 if t.dim() == 4 else 1
-    missing = width - t.shape[dim]
-    if missing <= 0:
-        return t
-    shape = list(t.shape)
-    shape[dim] = missing
-    return torch.cat([torch.zeros(shape, dtype=t.dtype, device=t.device), t], dim=dim)

@@ -1,7 +1,13 @@
-"""`agentmill serve`: check the bind address, load the run, serve the app with uvicorn."""
+"""`agentmill serve`: check the bind address, load the run, serve the app with uvicorn.
+
+uvicorn runs on a thread of its own and the engine's worker on the main thread, which loaded
+the model: torch work on a second thread is ~2x slower per op here (serve/engine.py says why).
+"""
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
 
 from agentmill.serve.settings import ServeSettings, check_bind, keys_from_env
@@ -25,7 +31,26 @@ def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 8000, api_keys: li
         console.print(f"serving [bold]{run.manifest.get('name', run_dir)}[/] on http://{shown}:{port} "
                       f"(web page at /, OpenAI API at /v1; models: {', '.join(app.state.agentmill.catalog.names())})"
                       + ("" if keys else " · no API key: loopback only"))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+    http = threading.Thread(target=server.run, name="agentmill-http", daemon=True)
+
+    def shut_down(signum, frame):  # uvicorn cannot take signals off the main thread: we do
+        server.force_exit = server.should_exit
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, shut_down) for sig in (signal.SIGINT, signal.SIGTERM)}
+    app.state.agentmill.engine.hold()
+    http.start()
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        # until the app's shutdown closes the engine, or the server thread ends (e.g. port taken)
+        app.state.agentmill.engine.run_here(stop=lambda: not http.is_alive())
     finally:
+        server.should_exit = True
+        http.join(timeout=30)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         store.close()
+    if not server.started:
+        from agentmill.errors import AgentmillError
+
+        raise AgentmillError(f"could not serve on {host}:{port} (uvicorn's message is above)")

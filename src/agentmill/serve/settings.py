@@ -9,6 +9,8 @@ from __future__ import annotations
 import ipaddress
 import os
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 KEYS_ENV = "AGENTMILL_API_KEYS"  # comma-separated API keys, added to --api-key
@@ -24,6 +26,9 @@ class ServeSettings(BaseModel):
     concurrency_per_key: int = 32  # requests of one key in flight at once (429 above)
     max_batch: int = 16  # rows decoded together in one forward pass
     max_waiting: int = 512  # generations queued behind the batch (429 "server busy" above)
+    # what decodes: the fast decoder with int8 weights where measured faster here (auto), with int8 or
+    # dense weights, or the model's own forward ("model"); see model/decoder.py's build_weights
+    decoder: Literal["auto", "int8", "dense", "model"] = "auto"
     agent_max_new_tokens: int = 256  # per generation of an agent turn
     agent_sessions_cached: int = 64  # agents kept in memory; older ones are resumed from the store
 

@@ -138,6 +138,9 @@ def split_chunks(text: str, max_words: int = MAX_WORDS) -> list[str]:
 
 def embed(texts: list[str]) -> np.ndarray:
     """Unit-length float32 embeddings, one row per text."""
+    from agentmill.hardware import single_threaded_here
+
+    single_threaded_here()  # beside the model's thread, one OpenMP team only (hardware.py says why)
     vectors = _load_model().encode(texts, normalize_embeddings=True, convert_to_numpy=True,
                                    show_progress_bar=False)
     return np.asarray(vectors, dtype=np.float32)
