@@ -156,3 +156,21 @@ def test_side_threads_run_torch_single_threaded_and_the_main_thread_keeps_its_th
     thread.start()
     thread.join()
     assert torch.get_num_threads() == before and seen["side"] == 1
+
+
+def test_trim_heap_returns_freed_pages_to_the_os():
+    import os
+
+    def rss_mb():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    if hardware._libc() is None:
+        pytest.skip("not glibc: trim_heap does nothing here")
+    blocks = [torch.ones(16 * 1024) for _ in range(4000)]  # 64 KB each: heap, not mmap (256 MB)
+    pin = torch.ones(16)  # a live block above them: glibc cannot shrink the heap's top by itself
+    del blocks
+    before = rss_mb()
+    hardware.trim_heap()
+    assert before - rss_mb() > 100, (before, rss_mb())
+    del pin

@@ -67,6 +67,18 @@ def test_step_plan_covers_every_row_once_per_epoch():
     assert rows_of_step(5, n_rows, per_step, 1) == rows_of_step(5, n_rows, per_step, 1)  # deterministic
 
 
+def test_steps_mix_the_shared_prefix_groups_of_their_rows():
+    groups = [0] * 6 + [1] * 3 + [2] * 3  # rows of three tasks, one task per row (shared prefixes)
+    n_rows, per_step = len(groups), 4
+    for seed in (1, 2, 3):
+        steps = [rows_of_step(s, n_rows, per_step, seed, groups) for s in range(3)]
+        assert sorted(r for step in steps for r in step) == list(range(n_rows))  # every row once
+        for step in steps:  # the big group fills half of each step, the others a quarter each
+            assert sorted(groups[r] for r in step) == [0, 0, 1, 2]
+    assert rows_of_step(0, n_rows, per_step, 1, groups) != rows_of_step(0, n_rows, per_step, 2, groups)
+    assert rows_of_step(0, n_rows, per_step, 1, [5] * n_rows) == rows_of_step(0, n_rows, per_step, 1)  # one group
+
+
 def _run(args, env_extra=None, **kw):
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
     return subprocess.run([sys.executable, str(SCRIPT), *args], env=env, capture_output=True, text=True,

@@ -118,12 +118,18 @@ def serve(
                                                 "also AGENTMILL_API_KEYS, comma-separated)."),
     insecure_public: bool = typer.Option(False, "--insecure-public", help="Allow a non-loopback address without keys."),
     db: Optional[Path] = typer.Option(None, "--db", help="Session database (default $AGENTMILL_HOME/sessions.db)."),
+    decoder: str = typer.Option("auto", "--decoder", help=(
+        "auto: the fast decoder, int8 weights where measured faster on this machine; int8 or dense: "
+        "the fast decoder with those weights; model: the model's own forward (any architecture).")),
 ):
     """Serve the run: OpenAI-compatible API (/v1), agent sessions (/v1/agent) and a chat page (/)."""
+    from agentmill.model.decoder import MODES
     from agentmill.serve.server import serve as run_server
 
+    if decoder not in MODES:
+        raise typer.BadParameter(f"choose one of {', '.join(MODES)}", param_hint="--decoder")
     run_server(run_dir, host=host, port=port, api_keys=api_key, insecure_public=insecure_public, db=db,
-               console=console)
+               console=console, decoder=decoder)
 
 
 @data_app.command("check")

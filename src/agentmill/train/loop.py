@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from agentmill.config import TrainSpec
 from agentmill.data.pack import SharedPrefixes, collate, pack, row_drops, shared_prefixes
 from agentmill.data.render import Example
 from agentmill.errors import AgentmillError
-from agentmill.hardware import peak_gflops
+from agentmill.hardware import peak_gflops, trim_heap
 from agentmill.model.attention import packed_attention
 from agentmill.model.flops import StepFlops, attention_pairs
 from agentmill.model.frozen import frozen_linear_weights, remove_stale_masters
@@ -54,6 +55,12 @@ class Rows:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def groups(self) -> list[int] | None:
+        """Each row's shared-prefix group (its first example's; -1: none), None without prefixes."""
+        if self.prefixes is None:
+            return None
+        return [self.prefixes.group[row[0]] for row in self.rows]
+
     def batch(self, examples: list[Example], r: int) -> dict:
         row = self.rows[r]
         return collate([examples[i] for i in row], row_drops(row, self.prefixes))
@@ -71,16 +78,34 @@ def make_rows(examples: list[Example], spec: TrainSpec, seed: int | None = None)
     return Rows(pack(lengths, max(budget, max(lengths)), seed=seed, prefixes=prefixes), prefixes)
 
 
-def _epoch_order(n_rows: int, seed: int, epoch: int) -> list[int]:
+def _epoch_order(n_rows: int, seed: int, epoch: int, groups: list[int] | None = None) -> list[int]:
+    """A seeded random order of the rows; with `groups` (each row's shared-prefix group), each
+    group's rows spread evenly over the epoch (stratified), so a step mixes the groups.
+
+    Rows with shared prefixes hold one group each (one task's system prompt and tools), while
+    randomly packed rows mix them; drawn at random, a step of few rows is then often one task.
+    Measured on the bench (bench/train_compare.py, 96 tool conversations of 2 tasks, 2 rows per
+    step, AMX Xeon, seeds 0-2): held-out loss 0.2057 / 0.1772 / 0.1788 (mean 0.187) stratified,
+    against 0.2095 / 0.1872 (seeds 0-1) drawn at random; TRL's packed rows 0.187 / 0.180 / 0.203."""
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    return torch.randperm(n_rows, generator=g).tolist()
+    order = torch.randperm(n_rows, generator=g).tolist()
+    if not groups or len(set(groups)) < 2:
+        return order
+    jitter = torch.rand(n_rows, generator=g).tolist()
+    sizes = Counter(groups)
+    taken: Counter = Counter()
+    key = {}
+    for r in order:  # the k-th row of a group of n sits at (k + jitter) / n of the epoch
+        key[r] = (taken[groups[r]] + jitter[r]) / sizes[groups[r]]
+        taken[groups[r]] += 1
+    return sorted(order, key=key.__getitem__)
 
 
-def rows_of_step(step: int, n_rows: int, per_step: int, seed: int) -> list[int]:
+def rows_of_step(step: int, n_rows: int, per_step: int, seed: int, groups: list[int] | None = None) -> list[int]:
     """The global rows of optimizer step `step` (0-based); epochs wrap around cyclically."""
     steps_per_epoch = max(1, math.ceil(n_rows / per_step))
     epoch, k = divmod(step, steps_per_epoch)
-    order = _epoch_order(n_rows, seed, epoch)
+    order = _epoch_order(n_rows, seed, epoch, groups)
     return [order[(k * per_step + j) % n_rows] for j in range(per_step)]
 
 
@@ -158,6 +183,8 @@ def accumulate_gradients(model, batches: list[dict], accelerator, params) -> tup
             # DDP averages gradients over processes; scale so the result is sum / global_count
             accelerator.backward(loss * (world / max(global_count, 1.0)))
             step_loss += loss.item()
+        del loss
+        trim_heap()  # this row's activations are free: return their pages (hardware.trim_heap)
     stats = torch.tensor([step_loss, float(step_seen)], device=accelerator.device)
     if world > 1:
         stats = accelerator.reduce(stats, reduction="sum")
@@ -215,6 +242,7 @@ def train_loop(model, train: list[Example], eval_examples: list[Example], spec: 
     from transformers import get_cosine_schedule_with_warmup
 
     rows = make_rows(train, spec, seed=seed)
+    groups = rows.groups()
     world, rank = accelerator.num_processes, accelerator.process_index
     per_step = spec.grad_accum * world
     n_steps = total_steps(len(rows), per_step, spec)
@@ -250,7 +278,8 @@ def train_loop(model, train: list[Example], eval_examples: list[Example], spec: 
     accelerator.wait_for_everyone()
     with frozen_linear_weights(raw_model, fast, offload=ckpt_dir):
         for step in range(start, n_steps):
-            my_rows = rows_of_step(step, len(rows), per_step, seed)[rank * spec.grad_accum:(rank + 1) * spec.grad_accum]
+            my_rows = rows_of_step(step, len(rows), per_step, seed, groups)[rank * spec.grad_accum:
+                                                                              (rank + 1) * spec.grad_accum]
             batches = [rows.batch(train, r) for r in my_rows]
             step_loss, global_count, step_seen = accumulate_gradients(model, batches, accelerator, params)
             accelerator.clip_grad_norm_(params, spec.max_grad_norm)
