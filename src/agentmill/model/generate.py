@@ -84,7 +84,7 @@ class _Cancel:
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
-def _decode_stream(decoder, model, tokenizer, ids: list[int], adapter: str, max_new_tokens: int,
+def _decode_stream(decoder, tokenizer, ids: list[int], adapter: str, max_new_tokens: int,
                    temperature: float, top_p: float, seed: int | None) -> Iterator[str]:
     """The fast decoder's answer to prompt `ids`, yielded as text grows (special tokens skipped)."""
     import secrets
@@ -128,10 +128,8 @@ def generate_stream(model, tokenizer, messages: list[dict], max_new_tokens: int 
 
     ids = _prompt_ids(tokenizer, messages, tools)
     adapter = active_adapter(model) if decoder is not None else None
-    if adapter is not None:
-        with torch.no_grad(), _eval_mode(model):
-            yield from _decode_stream(decoder, model, tokenizer, ids, adapter, max_new_tokens, temperature, top_p,
-                                      seed)
+    if adapter is not None:  # (the decoder's join/step run without autograd themselves)
+        yield from _decode_stream(decoder, tokenizer, ids, adapter, max_new_tokens, temperature, top_p, seed)
         return
     device = _device(model)
     input_ids = torch.tensor([ids], device=device)
