@@ -53,6 +53,13 @@ def build_run(root, tokenizer):
     return root
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @contextlib.contextmanager
 def live_server(app):
     """Serve `app` with uvicorn on 127.0.0.1:<free port> in a thread; yields the base URL."""

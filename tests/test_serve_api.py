@@ -15,7 +15,7 @@ from agentmill.model.run import RunModel
 from agentmill.serve import ServeSettings, create_app
 from agentmill.serve.settings import check_bind, keys_from_env
 from agentmill.store import SQLiteSessionStore
-from serve_util import SYSTEM_T1, build_run, live_server, script_outputs
+from serve_util import SYSTEM_T1, build_run, free_port, live_server, script_outputs
 
 KEY = "sk-test-0123456789"
 WEATHER = {"type": "function", "function": {
@@ -297,9 +297,7 @@ def test_agentmill_serve_runs_the_engine_on_its_main_thread_and_stops_on_sigterm
     import sys
     import time
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = dict(os.environ, AGENTMILL_HOME=str(tmp_path / "home"))
     argv = [sys.executable, "-m", "agentmill.cli", "serve", str(run_dir), "--port", str(port),
             "--db", str(tmp_path / "s.db")]

@@ -11,7 +11,6 @@ never downloads a browser.
 
 import json
 import shutil
-import socket
 import threading
 import time
 import urllib.request
@@ -19,7 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from serve_util import chatty_tiny, tiny_lora
+from serve_util import chatty_tiny, free_port, tiny_lora
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -60,12 +59,6 @@ def web_run(tmp_path_factory, tokenizer):
     return root
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(web_run, tmp_path_factory):
     import uvicorn
@@ -82,7 +75,7 @@ def server(web_run, tmp_path_factory):
     batch = app.state.agentmill.engine.batch
     step = batch.step
     batch.step = lambda tokens: (time.sleep(STEP_DELAY_S), step(tokens))[1]
-    port = _free_port()
+    port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()

@@ -99,21 +99,28 @@ def threads() -> int:
 # ------------------------------------------------------------------ the probe
 
 
+def _repeat_for(seconds: float, fn, sync=lambda: None) -> tuple[int, float]:
+    """Run `fn()` once to warm up (kernel selection, first-touch allocation), then until `seconds`
+    have passed; (runs counted, seconds elapsed)."""
+    fn()
+    sync()
+    count, start = 0, time.perf_counter()
+    while True:
+        fn()
+        count += 1
+        sync()
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return count, elapsed
+
+
 def matmul_gflops(dtype: torch.dtype, device: str = "cpu", n: int = 512, seconds: float = 0.25) -> float:
     """Measured GFLOP/s of an n x n matmul in `dtype`, repeated for about `seconds`."""
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    a @ b  # warm-up: kernel selection, first-touch allocation
-    sync()
-    count, start = 0, time.perf_counter()
-    while True:
-        a @ b
-        count += 1
-        sync()
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return 2 * n**3 * count / elapsed / 1e9
+    count, elapsed = _repeat_for(seconds, lambda: a @ b, sync)
+    return 2 * n**3 * count / elapsed / 1e9
 
 
 def _probe_key() -> str:
@@ -199,6 +206,21 @@ def choose_precision(requested: str = "auto", device=None) -> Precision:
         "train section, or pass train.precision=auto"))
 
 
+@lru_cache(maxsize=1)
+def _omp_set_num_threads():
+    """torch's OpenMP runtime's `omp_set_num_threads` (None where there is none to find)."""
+    import ctypes
+
+    for name in ("libgomp.so.1", "libiomp5.so"):
+        path = Path(torch.__file__).parent / "lib" / name
+        if path.exists():
+            try:
+                return ctypes.CDLL(str(path)).omp_set_num_threads
+            except (OSError, AttributeError):
+                return None
+    return None
+
+
 def single_threaded_here() -> None:
     """Run torch on one thread in the calling thread, unless it is the main thread.
 
@@ -206,19 +228,11 @@ def single_threaded_here() -> None:
     second OpenMP team makes libgomp stop spinning its workers, which halves the model thread's
     speed for as long as that thread lives (serve/engine.py). Only this thread's OpenMP setting
     changes (`omp_set_num_threads` is per thread; `torch.set_num_threads` also sets MKL's, for all)."""
-    import ctypes
     import threading
 
-    if threading.current_thread() is threading.main_thread():
-        return
-    for name in ("libgomp.so.1", "libiomp5.so"):
-        path = Path(torch.__file__).parent / "lib" / name
-        if path.exists():
-            try:
-                ctypes.CDLL(str(path)).omp_set_num_threads(1)
-            except (OSError, AttributeError):
-                pass
-            return
+    setter = _omp_set_num_threads()
+    if setter is not None and threading.current_thread() is not threading.main_thread():
+        setter(1)
 
 
 @lru_cache(maxsize=1)
@@ -263,16 +277,13 @@ def gemv_microseconds(dtype: torch.dtype, int8: bool, seconds: float = 0.15) -> 
         run = [lambda x, w=w: torch.nn.functional.linear(x, w) for w in weights]
     inputs = {n: torch.randn(1, n, generator=gen).to(dtype) for n in (576, 1536)}
     products = list(zip(run, [inputs[s[1]] for s in shapes]))
-    for fn, x in products:  # warm-up
-        fn(x)
-    count, start = 0, time.perf_counter()
-    while True:
+
+    def layers():
         for fn, x in products:
             fn(x)
-        count += len(products)
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return elapsed / count * 1e6
+
+    count, elapsed = _repeat_for(seconds, layers)
+    return elapsed / (count * len(products)) * 1e6
 
 
 def decode_weights(dtype: torch.dtype, device=None) -> tuple[str, str]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from agentmill.model.row_lora import BASE, adapter_names, adapter_rank, lora_stack
+from agentmill.model.row_lora import BASE, adapter_names, adapter_rank, lora_stack, row_mask
 
 GROUPS = {"qkv": ("self_attn", ("q_proj", "k_proj", "v_proj")), "o": ("self_attn", ("o_proj",)),
           "gate_up": ("mlp", ("gate_proj", "up_proj")), "down": ("mlp", ("down_proj",))}
@@ -121,14 +121,14 @@ def _projection(modules: list, names: list[str], rank: int, int8: bool) -> Proje
             start += b.out_features
     bias = None
     if any(b.bias is not None for b in bases):
-        bias = torch.cat([b.bias.detach() if b.bias is not None else torch.zeros(b.out_features, dtype=dtype)
-                          for b in bases])
+        bias = torch.cat([b.bias.detach() if b.bias is not None
+                          else torch.zeros(b.out_features, dtype=dtype, device=weight.device) for b in bases])
     stacks = [(i, lora_stack(m, names, rank)) for i, m in enumerate(modules) if isinstance(m, LoraLayer)]
     lora_a = lora_b = None
     if stacks and names:
         width = len(names) * rank
         lora_a = torch.cat([a for _, (a, _) in stacks])
-        lora_b = torch.zeros(weight.shape[0], width * len(stacks), dtype=dtype)
+        lora_b = torch.zeros(weight.shape[0], width * len(stacks), dtype=dtype, device=weight.device)
         offsets = [0]
         for b in bases:
             offsets.append(offsets[-1] + b.out_features)
@@ -185,13 +185,11 @@ class DecoderWeights:
             raise ValueError(f"the fast decoder cannot run this model: {reason}")
         base = _base_model(model)
         cfg = base.config
-        self.model, self.int8 = model, int8
         self.embed, self.rotary = base.model.embed_tokens, base.model.rotary_emb
         self.heads, self.kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.eps = cfg.rms_norm_eps
         self.names = adapter_names(model) if getattr(model, "peft_config", None) else []
-        self.index = {BASE: -1} | {n: i for i, n in enumerate(self.names)}
         self.rank = adapter_rank(model) if self.names else 0
         self.layers = []
         for layer in base.model.layers:
@@ -264,8 +262,7 @@ class Decoder(Rows):
     def __init__(self, source, pad_id: int, int8: bool = False):
         self.weights = source if isinstance(source, DecoderWeights) else DecoderWeights(source, int8)
         self.pad_id = pad_id
-        w = self.weights
-        self.names, self.index, self.rank, self.dtype, self.device = w.names, w.index, w.rank, w.dtype, w.device
+        self.dtype, self.device = self.weights.dtype, self.weights.device
         self.reset()
 
     # ------------------------------------------------------------ the batch
@@ -277,16 +274,9 @@ class Decoder(Rows):
 
     def _row_mask(self, adapters: list[str]) -> torch.Tensor | None:
         """[rows, n·r]: 1 on the columns of each row's adapter (None: no adapter in the batch)."""
-        unknown = sorted(set(adapters) - set(self.index))
-        if unknown:
-            raise ValueError(f"unknown adapter(s): {', '.join(unknown)}")
-        if not self.names or all(a == BASE for a in adapters):
+        if all(a == BASE for a in adapters):
             return None
-        mask = torch.zeros(len(adapters), len(self.names), self.rank, dtype=self.dtype, device=self.device)
-        for row, name in enumerate(adapters):
-            if name != BASE:
-                mask[row, self.index[name]] = 1.0
-        return mask.view(len(adapters), -1)
+        return row_mask(adapters, self.weights.names, self.weights.rank, self.dtype, self.device)  # checks the names
 
     @torch.no_grad()
     def join(self, prompts: list[list[int]], adapters: list[str]) -> torch.Tensor:
@@ -379,6 +369,16 @@ def left_padded(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Te
         mask[i, width - len(p):] = True
     ids, mask = ids.to(device), mask.to(device)
     return ids, mask, (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def sampling_rng(temperature: float | None, seed: int | None) -> torch.Generator | None:
+    """The generator `pick_token` samples from: None (greedy) at temperature <= 0, else seeded
+    with `seed`, or with a fresh random seed."""
+    if temperature is None or temperature <= 0:
+        return None
+    import secrets
+
+    return torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
 
 
 def pick_token(logits: torch.Tensor, temperature: float, top_p: float, rng) -> int:

@@ -24,7 +24,7 @@ import torch
 
 from agentmill.data.render import end_of_turn_id, render
 from agentmill.model.attention import packed_attention
-from agentmill.model.decoder import Decoder, active_adapter, pick_token
+from agentmill.model.decoder import Decoder, active_adapter, pick_token, sampling_rng
 
 
 def _device(model) -> torch.device:
@@ -87,11 +87,7 @@ class _Cancel:
 def _decode_stream(decoder, tokenizer, ids: list[int], adapter: str, max_new_tokens: int,
                    temperature: float, top_p: float, seed: int | None) -> Iterator[str]:
     """The fast decoder's answer to prompt `ids`, yielded as text grows (special tokens skipped)."""
-    import secrets
-
-    rng = None
-    if temperature is not None and temperature > 0:
-        rng = torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
+    rng = sampling_rng(temperature, seed)
     stops = set(_stop_ids(tokenizer))
     batch = Decoder(decoder, _pad_id(tokenizer))
     logits = batch.join([ids], [adapter])[0]

@@ -71,6 +71,19 @@ def lora_stack(module, names: list[str], rank: int) -> tuple[torch.Tensor, torch
     return a_cat, b_cat
 
 
+def row_mask(adapters: list[str], names: list[str], rank: int, dtype, device) -> torch.Tensor:
+    """[rows, n·r]: 1 on the r columns of each row's adapter in `lora_stack`'s layout (BASE: none)."""
+    index = {n: i for i, n in enumerate(names)}
+    unknown = sorted(set(adapters) - set(index) - {BASE})
+    if unknown:
+        raise ValueError(f"unknown adapter(s): {', '.join(unknown)}")
+    mask = torch.zeros(len(adapters), len(names), rank, dtype=dtype, device=device)
+    for row, name in enumerate(adapters):
+        if name != BASE:
+            mask[row, index[name]] = 1.0
+    return mask.view(len(adapters), -1)
+
+
 class RowLora:
     """Per-row adapters for a PEFT model's LoRA layers; `with row_lora.rows(names): model(...)`."""
 
@@ -82,7 +95,6 @@ class RowLora:
             raise ValueError(f"per-row LoRA cannot run this model: {reason}")
         self.model = model
         self.names = adapter_names(model)
-        self.index = {BASE: 0} | {n: i + 1 for i, n in enumerate(self.names)}
         self.rank = adapter_rank(model)
         modules = [m for m in model.modules() if isinstance(m, LoraLayer)]
         # id(module) -> A [n·r, in], B [out, n·r]
@@ -102,15 +114,8 @@ class RowLora:
     @contextlib.contextmanager
     def rows(self, adapters: list[str]):
         """Forwards within the block run row i with adapter `adapters[i]` ("__base__": none)."""
-        unknown = sorted(set(adapters) - set(self.index))
-        if unknown:
-            raise ValueError(f"unknown adapter(s): {', '.join(unknown)}")
         first = next(iter(self._weights.values()), (torch.empty(0),))[0]
-        mask = torch.zeros(len(adapters), len(self.names), self.rank, dtype=first.dtype, device=first.device)
-        for row, name in enumerate(adapters):
-            if name != BASE:
-                mask[row, self.index[name] - 1] = 1.0
-        self._mask = mask.view(len(adapters), -1)
+        self._mask = row_mask(adapters, self.names, self.rank, first.dtype, first.device)
         self.model.base_model.disable_adapter_layers()  # the LoRA layers run their base layer only
         try:
             yield

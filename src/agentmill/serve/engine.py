@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import secrets
 import threading
 from collections import deque
 from collections.abc import Callable
 
 import torch
 
-from agentmill.model.decoder import pick_token
+from agentmill.model.decoder import pick_token, sampling_rng
 from agentmill.model.generate import _pad_id, _stop_ids
 from agentmill.serve.batch import make_batch
 from agentmill.serve.errors import ApiError
@@ -51,9 +50,7 @@ class _Row:
         self.decoder = IncrementalDecoder(tokenizer)
         self.stops = StopStrings(gen.stop)
         self.done = False
-        self.rng = None
-        if gen.temperature and gen.temperature > 0:
-            self.rng = torch.Generator().manual_seed(gen.seed if gen.seed is not None else secrets.randbits(63))
+        self.rng = sampling_rng(gen.temperature, gen.seed)
 
 
 _NO_TASK = object()
