@@ -4,7 +4,8 @@
 bf16 on a CUDA GPU with bf16 support and on CPUs with native bf16 matmuls (AMX or
 AVX-512-BF16), fp32 elsewhere. The CPU flags can be wrong (a hypervisor that hides AMX, a
 torch build without the kernels), so on a CPU that claims native bf16 a short matmul probe
-confirms it; the probe's result is cached per machine (CPU model, flags, threads, torch).
+confirms it; the probe's result is cached per machine (CPU model, flags, threads, torch, and
+the kernel level torch and oneDNN run at).
 
 On an AVX2-only CPU bf16 runs through emulation: measured 1.0 GFLOP/s against 168 in fp32
 (AMD EPYC, 2 cores, torch 2.13) — an explicit `precision: bf16` there still runs, with one
@@ -124,8 +125,11 @@ def matmul_gflops(dtype: torch.dtype, device: str = "cpu", n: int = 512, seconds
 
 
 def _probe_key() -> str:
+    # torch's kernel level and oneDNN's ISA cap count too: ATEN_CPU_CAPABILITY=avx2 and
+    # ONEDNN_MAX_CPU_ISA=AVX2 make an AMX machine run (and measure) like an AVX2-only one
     parts = [cpu_model(), " ".join(sorted(f for f in cpu_flags() if f in FLAGS)), str(threads()),
-             torch.__version__, str(PROBE_VERSION)]
+             torch.__version__, str(PROBE_VERSION), torch.backends.cpu.get_cpu_capability(),
+             os.environ.get("ONEDNN_MAX_CPU_ISA", ""), os.environ.get("MKL_ENABLE_INSTRUCTIONS", "")]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
