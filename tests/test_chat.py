@@ -157,3 +157,18 @@ def test_scripted_chat_pairs_and_quit(run, captured):
     assert captured[1] == [{"role": "user", "content": "two"}]
     out = console.export_text()
     assert "you> one" in out and "[intent] answer 1" in out and "three" not in out
+
+
+def test_checked_chat_marks_each_turn(run, captured):
+    from agentmill.eval.script import ScriptTurn
+    from agentmill.ui.chat import checked_chat
+
+    console = _console()
+    turns = [ScriptTurn(user="one", expect={"answer_has": ["answer 1"], "tool": "none"}),
+             ScriptTurn(user="two", expect={"answer_has": ["answer 9"]})]
+    played = checked_chat(run, turns, console=console)
+    assert [t["ok"] for t in played] == [True, False]
+    assert [c["what"] for c in played[1]["checks"] if not c["ok"]] == ["answer"]
+    assert captured[1][-1] == {"role": "user", "content": "two"} and len(captured[1]) == 3  # one conversation
+    out = console.export_text()
+    assert "✓" in out and "✗" in out and "answer has 'answer 9'" in out

@@ -146,6 +146,8 @@ BAD = [
      "tool, observation, function_response, function_call)"),
     ("chat", {"conversations": [{"from": "human", "value": 1}, {"from": "gpt", "value": "x"}]},
      '"conversations[0].value" must be a string, got int'),
+    ("chat", {"messages": [USER, {**ASSISTANT, "weight": 0.5}]}, '"messages[1].weight" must be 0 (not trained) or 1, got 0.5'),
+    ("chat", {"messages": [USER, {**ASSISTANT, "weight": 0}]}, "every assistant message has weight 0 (nothing to train)"),
 ]
 
 

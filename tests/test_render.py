@@ -77,6 +77,15 @@ def test_assistant_mask_trains_exactly_the_answers_and_their_stop_token(tokenize
     assert ex.source == "c.jsonl:1" and not ex.truncated
 
 
+def test_weight_0_messages_are_context_not_trained(tokenizer):
+    conv = [dict(m) for m in CONV]
+    first = next(i for i, m in enumerate(conv) if m["role"] == "assistant")
+    conv[first]["weight"] = 0
+    ex = encode_chat(tokenizer, conv)
+    assert runs(tokenizer, ex) == [a + EOT for a in ANSWERS[1:]]
+    assert ex.input_ids == encode_chat(tokenizer, CONV).input_ids  # rendered alike: only the labels differ
+
+
 def test_stop_token_is_labelled_although_pad_equals_eos(tokenizer):
     eot = end_of_turn_id(tokenizer)
     assert tokenizer.pad_token_id == tokenizer.eos_token_id == eot

@@ -29,6 +29,18 @@ def test_the_answer_scored_is_the_one_right_after_the_tool_result_not_the_last_t
     assert case.number == 12500.0
 
 
+def test_a_handed_over_conversation_is_scored_on_its_own_call_not_the_context():
+    handoff = [dict(m) for m in LOOKUP[:6]]
+    handoff[3]["weight"] = handoff[5]["weight"] = 0  # another task's turns: context only
+    handoff += [{"role": "user", "content": "Monthly payment on $20,000 at 6% over 5 years?"},
+                {"role": "assistant", "content": None, "tool_calls": [call("loan_payment", principal=20000)]},
+                {"role": "tool", "name": "loan_payment", "content": '{"monthly_payment": 386.66}'},
+                {"role": "assistant", "content": "$386.66 a month."}]
+    (case,) = tool_cases([Record(source="f:1", messages=handoff)])
+    assert case.gold_call["function"]["name"] == "loan_payment" and case.call_prompt == handoff[:7]
+    assert case.number == 386.66 and case.gold_answer == "$386.66 a month."
+
+
 def test_records_without_calls_are_skipped_and_answers_without_numbers_are_not_scored():
     plain = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
     search = [{"role": "user", "content": "Hours?"},

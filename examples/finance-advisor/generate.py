@@ -1686,6 +1686,17 @@ def customer_service(n_train: int = 240, n_heldout: int = 24) -> tuple[list[dict
     seen: dict = {tuple(DEMO_CHAT): True}
     heldout = unique(rng, make(faq_pairs("heldout"), bank_accounts), n_heldout, seen, user_turns)
     train = unique(rng, make(faq_pairs("train"), bank_accounts), n_train, seen, user_turns)
+    # more held-out records (a later stream: the records above stay as they were), and
+    # conversations the finance advisor began before the customer asked customer service
+    more = random.Random(f"{SEED}-cs-more")
+    heldout += unique(more, make(faq_pairs("heldout"), bank_accounts), N_HELDOUT - n_heldout - N_HANDOFF_HELDOUT,
+                      seen, user_turns)
+    handed = random.Random(f"{SEED}-cs-handoff")
+    for part, n, pairs in (("train", N_HANDOFF_TRAIN, faq_pairs("train")), ("heldout", N_HANDOFF_HELDOUT,
+                                                                           faq_pairs("heldout"))):
+        own = make(pairs, bank_accounts)
+        records = unique(handed, lambda r: handed_over(advisor_context(r), own(r)), n, seen, user_turns)
+        (train if part == "train" else heldout).extend(records)
     return train, heldout
 
 
@@ -1724,10 +1735,57 @@ def advisor(n_train: int = 360, n_heldout: int = 24) -> tuple[list[dict], list[d
             first["content"] = with_prefix(r.choice(ADVISOR_GREETINGS).format(name=r.choice(NAMES)), first["content"])
         return made
 
-    seen: dict = {}
+    seen: dict = {tuple(DEMO_CHAT + [DEMO_TOOL_QUESTION]): True}
     heldout = unique(rng, make, n_heldout, seen, user_turns)
     train = unique(rng, make, n_train, seen, user_turns)
+    more = random.Random(f"{SEED}-advisor-more")
+    heldout += unique(more, make, N_HELDOUT - n_heldout - N_HANDOFF_HELDOUT, seen, user_turns)
+    # the demo's shape: customer service answered first, then the customer asks for a figure
+    handed = random.Random(f"{SEED}-advisor-handoff")
+    accounts_ = tool_dialogues.accounts(BANK_SQL)
+    for part, n in (("train", N_HANDOFF_TRAIN), ("heldout", N_HANDOFF_HELDOUT)):
+        pairs = faq_pairs(part)
+        records = unique(handed, lambda r: handed_over(cs_context(r, pairs, accounts_), make(r)), n, seen,
+                         user_turns)
+        (train if part == "train" else heldout).extend(records)
     return train, heldout
+
+
+# Conversations under way: the router hands a conversation to a task in the middle, so a
+# task's adapter must answer after turns another task wrote (with that task's tool calls).
+# Those turns are context (weight 0: not trained), the task's own turns are trained.
+N_HELDOUT = 120          # held-out records per tool task (plain + handed over)
+N_HANDOFF_TRAIN = 60     # handed-over training conversations per tool task
+N_HANDOFF_HELDOUT = 24   # of the held-out ones
+
+
+def handed_over(context: list[dict], record: dict) -> dict:
+    for m in context:
+        if m["role"] == "assistant":
+            m["weight"] = 0
+    own = [m for m in record["messages"] if m["role"] != "system"]
+    return {"messages": context + own}
+
+
+def cs_context(rng: random.Random, pairs, accounts_) -> list[dict]:
+    """What customer service said first: the customer introduces themself, a looked-up
+    question, sometimes a recalled name (the demo's turns 1-3)."""
+    _, facts, (intro, ack) = introduction(rng, ["name", "loan", "loan", "account", "city"])
+    messages = [{"role": "user", "content": intro}, {"role": "assistant", "content": ack}]
+    if rng.random() < 0.75:
+        tool_dialogues.knowledge_turn(TOOLS, messages, *rng.choice(pairs))
+    else:
+        tool_dialogues.account_turn(rng, TOOLS, messages, accounts_)
+    if rng.random() < 0.5:
+        questions, answer = RECALL["name"]
+        messages += [{"role": "user", "content": rng.choice(questions)},
+                     {"role": "assistant", "content": answer.format(**facts)}]
+    return messages
+
+
+def advisor_context(rng: random.Random) -> list[dict]:
+    """What the finance advisor said first: one of its own tool conversations."""
+    return [m for m in rng.choice(ADVISOR_KINDS)(rng)["messages"] if m["role"] != "system"]
 
 
 # =============================================================== crosstask: tutoring
@@ -2008,6 +2066,26 @@ def check_files() -> None:
                for t in dialogue_turns)
 
 
+def demo_script() -> str:
+    """The demo's conversation with what each answer must show (`agentmill demo` marks it ✓/✗)."""
+    r = Decimal(6) / 100 / 12
+    payment = (Decimal(20000) * r / (1 - (1 + r) ** -60)).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    expects = [
+        "{}",
+        "{task: customer_service, tool: knowledge_search, answer_has: [9 a.m., 1 p.m.]}",
+        "{tool: none, answer_has: [Dana]}",
+        "{task: finance_advisor, tool: loan_payment,\n"
+        "           arguments: {principal: 20000, annual_rate_percent: 6, years: 5},\n"
+        f"           answer_number: {payment}}}",
+    ]
+    lines = ["# The scripted conversation of `agentmill demo` (written by generate.py; never trained on).",
+             "# Each turn is marked ✓/✗ against `expect`: the routed task, the first tool called and its",
+             "# exact arguments, texts and the number the answer must contain."]
+    for user, expect in zip(DEMO_CHAT + [DEMO_TOOL_QUESTION], expects):
+        lines += [f"- user: {json.dumps(user)}", f"  expect: {expect}"]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     global TOOLS
     DATA.mkdir(exist_ok=True)
@@ -2021,7 +2099,7 @@ def main() -> None:
         train, held = make()
         write_jsonl(f"{stem}.jsonl", train)
         write_jsonl(f"{stem}_heldout.jsonl", held)
-    (HERE / "demo_chat.txt").write_text("\n".join(DEMO_CHAT + [DEMO_TOOL_QUESTION]) + "\n", encoding="utf-8")
+    (HERE / "demo_chat.yaml").write_text(demo_script(), encoding="utf-8")
     check_files()
     for path in sorted(DATA.iterdir()):
         text = path.read_text(encoding="utf-8")

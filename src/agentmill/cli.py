@@ -48,6 +48,8 @@ def eval_(
     decoder: str = typer.Option("model", "--decoder", help=(
         "model: as the pipeline evaluates (fp32 weights, autocast, model.generate). auto, int8 or dense: "
         "answers from the fast decoder, as serve and chat run on this machine (writes eval-decoder-MODE.json).")),
+    all_records: bool = typer.Option(False, "--all-records", help=(
+        "Score every record of each file (default: the recipe's train.eval_max_records per task).")),
 ):
     """Evaluate a run: prints a table and writes eval.json."""
     from agentmill.eval.report import print_eval_table
@@ -56,7 +58,8 @@ def eval_(
 
     if decoder not in MODES:
         raise typer.BadParameter(f"choose one of {', '.join(MODES)}", param_hint="--decoder")
-    result = evaluate_run(run_dir, console=console, data=data, fmt=fmt, task=task, decoder=decoder)
+    result = evaluate_run(run_dir, console=console, data=data, fmt=fmt, task=task, decoder=decoder,
+                          all_records=all_records)
     print_eval_table(result, console)
 
 

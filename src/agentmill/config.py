@@ -69,8 +69,8 @@ class TrainSpec(_Strict):
         "assistant", description="Which tokens of a conversation carry a loss.")
     eval_every: int = Field(100, ge=1, description="Evaluate held-out loss every N optimizer steps.")
     checkpoint_every: int = Field(200, ge=1, description="Write a resumable checkpoint every N optimizer steps.")
-    eval_max_records: int = Field(200, ge=1, description="Cap on held-out records scored per task (generation is slow); for text, "
-        "documents or paragraphs.")
+    eval_max_records: int | None = Field(200, ge=1, description="Cap on held-out records scored per task (generation is slow); for text, "
+        "documents or paragraphs. null: every record (`agentmill eval --all-records`).")
     eval_fraction: float = Field(
         0.1, ge=0, lt=1, description="Held-out fraction taken from the training data when no eval_data is given.")
     report_to: Literal["tensorboard", "wandb", "none"] = Field("tensorboard", description="Metrics tracker.")

@@ -25,9 +25,12 @@ def run_demo(out: Path, profile: str, console) -> Path:
     from agentmill.eval.report import print_eval_table
     from agentmill.model.run import RunModel
     from agentmill.train.pipeline import partial_dir, train_recipe
-    from agentmill.ui.chat import scripted_chat
+    from agentmill.eval.script import load_script
+    from agentmill.paths import write_json_atomic
+    from agentmill.ui.chat import checked_chat
 
     example = find_example()
+    script = load_script(example / "demo_chat.yaml")  # a broken script fails before training, not after
     recipe = load_recipe(example / "recipe.yaml", [f"profile={profile}"] if profile else [])
     for old in (out, partial_dir(out)):  # the demo owns its output folder
         if old.exists():
@@ -46,9 +49,12 @@ def run_demo(out: Path, profile: str, console) -> Path:
                       f"{stage['tokens_per_s']:>8,.0f} tok/s  MFU {stage.get('mfu', 0):.0%}")
 
     console.rule("scripted conversation")
-    lines = [l.strip() for l in (example / "demo_chat.txt").read_text().splitlines() if l.strip()]
-    scripted_chat(RunModel.load(run_dir), lines, console=console)
+    played = checked_chat(RunModel.load(run_dir), script, console=console)
+    passed = sum(t["ok"] for t in played)
+    write_json_atomic(run_dir / "demo_checks.json", {"passed": passed, "turns": played})
     console.rule()
+    mark = "[bold green]✓" if passed == len(played) else "[bold red]✗"
+    console.print(f"{mark} {passed}/{len(played)} turns show what they must[/] (demo_checks.json)")
     console.print(f"[bold green]demo finished[/]: training + evaluation {train_s:.0f} s; run in {run_dir} "
                   f"(report: {run_dir / 'report.md'})")
     return run_dir

@@ -117,8 +117,11 @@ def _repeat_for(seconds: float, fn, sync=lambda: None) -> tuple[int, float]:
 
 def matmul_gflops(dtype: torch.dtype, device: str = "cpu", n: int = 512, seconds: float = 0.25) -> float:
     """Measured GFLOP/s of an n x n matmul in `dtype`, repeated for about `seconds`."""
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
+    # a generator of its own: the probe runs only on a machine's first call, and drawing from
+    # torch's global generator there would make that first training run differ from the rest
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
+    b = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     count, elapsed = _repeat_for(seconds, lambda: a @ b, sync)
     return 2 * n**3 * count / elapsed / 1e9

@@ -159,6 +159,11 @@ def _message(m, i: int, key: str = "messages") -> dict:
     out = {"role": "assistant", "content": content}
     if calls:
         out["tool_calls"] = calls
+    if "weight" in m:  # OpenAI's fine-tuning convention: weight 0 = context only, not trained
+        if m["weight"] not in (0, 1) or isinstance(m["weight"], bool):
+            raise _Bad(f'"{at}.weight" must be 0 (not trained) or 1, got {json.dumps(m["weight"])}')
+        if m["weight"] == 0:
+            out["weight"] = 0
     return out
 
 
@@ -178,6 +183,8 @@ def _check_conversation(messages: list[dict], key: str = "messages") -> None:
             open_ids = None
     if not any(m["role"] == "assistant" for m in messages):
         raise _Bad("no assistant message (nothing to train)")
+    if not any(m["role"] == "assistant" and m.get("weight", 1) for m in messages):
+        raise _Bad("every assistant message has weight 0 (nothing to train)")
 
 
 def _sharegpt(turns) -> list:

@@ -171,7 +171,7 @@ def _assistant_spans(tokenizer, messages, tools, source) -> tuple[str, list[tupl
     eot_text = tokenizer.decode([end_of_turn_id(tokenizer)], skip_special_tokens=False)
     spans = []
     for i, m in enumerate(messages):
-        if m["role"] != "assistant":
+        if m["role"] != "assistant" or m.get("weight", 1) == 0:  # weight 0: context, not trained
             continue
         if i == 0:
             raise AgentmillError(f"{source}: conversation starts with an assistant message; "
@@ -197,7 +197,8 @@ def encode_chat(tokenizer, messages: list[dict], mask: str = "assistant", max_le
 
     mask: "assistant" trains every assistant message (content + end-of-turn token; the
     newline the template prints after it is not trained), "last_turn" only the last one,
-    "all" every token. A token is trained when its characters lie inside a trained span
+    "all" every token. An assistant message with `"weight": 0` (OpenAI's fine-tuning
+    convention) is context only: never trained, under any mask but "all". A token is trained when its characters lie inside a trained span
     (a token straddling the span start, e.g. content beginning with "\n" merged into the
     template's "\n", is not); spans come from an incremental prefix diff of `render`,
     checked to be prefix-preserving.

@@ -31,7 +31,7 @@ def _heldout_records(info: dict, spec: TrainSpec, seed: int):
 
 def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str | None = None,
                  task: str | None = None, allow_partial: bool = False, known: dict | None = None,
-                 decoder: str = "model") -> dict:
+                 decoder: str = "model", all_records: bool = False, out_name: str | None = None) -> dict:
     """Evaluate and write RUN_DIR/eval.json; returns its content.
 
     `known`: metrics of tasks already evaluated on this exact model (the pipeline passes the
@@ -39,7 +39,9 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
     `decoder`: "model" (the default) evaluates as the pipeline does: fp32 weights under the run's
     autocast, answers from `model.generate`. "auto", "int8" or "dense" evaluate what `agentmill
     serve` and `chat` run on this machine: the weights in the run's precision, answers from the
-    fast decoder with those weights (model/decoder.py); written to eval-decoder-MODE.json."""
+    fast decoder with those weights (model/decoder.py); written to eval-decoder-MODE.json.
+    `all_records`: score every record instead of the recipe's `eval_max_records` per task.
+    `out_name`: the file written in RUN_DIR instead of those."""
     from agentmill.model.run import ROUTER, RunModel, run_precision
 
     run_dir = Path(run_dir)
@@ -49,6 +51,8 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
     manifest = json.loads(manifest_path.read_text())
     recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text())
     spec = TrainSpec(**recipe["train"])
+    if all_records:
+        spec = spec.model_copy(update={"eval_max_records": None})
     seed = recipe.get("seed", 42)
     if decoder == "model":
         # fp32 weights under autocast, exactly as the pipeline evaluates its own model
@@ -118,11 +122,14 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
                 results[name] = evaluate_task(run.model, run.tokenizer, task_fmt, records, task_spec, labels=labels,
                                               decoder=weights)
             if console is not None:
-                console.print(f"evaluated [bold]{name}[/] on {len(capped(records, task_spec))} records "
+                used = len(capped(records, task_spec))
+                of = "" if used == len(records) else (f" of {len(records)} (train.eval_max_records; "
+                                                      "--all-records scores every one)")
+                console.print(f"evaluated [bold]{name}[/] on {used}{of} records "
                               f"in {time.perf_counter() - started:.0f} s: {format_metrics(results[name])}",
                               highlight=False)
 
-    out_path = run_dir / ("eval.json" if decoder == "model" else f"eval-decoder-{decoder}.json")
+    out_path = run_dir / (out_name or ("eval.json" if decoder == "model" else f"eval-decoder-{decoder}.json"))
     previous = json.loads(out_path.read_text()) if out_path.exists() else {}
     merged = {"tasks": {**previous.get("tasks", {}), **results},
               "stages": {s["stage"]: {"before": s.get("before", {}), "after": s.get("after", {})}

@@ -29,7 +29,9 @@ def tool_records(records: list[Record]) -> list[Record]:
 
 
 def _first_call_index(messages: list[dict]) -> int | None:
-    return next((i for i, m in enumerate(messages) if m["role"] == "assistant" and m.get("tool_calls")), None)
+    """The first trained tool call (a `weight: 0` message is context another task wrote)."""
+    return next((i for i, m in enumerate(messages)
+                 if m["role"] == "assistant" and m.get("tool_calls") and m.get("weight", 1)), None)
 
 
 def same_call(predicted: dict | None, gold: dict) -> bool:

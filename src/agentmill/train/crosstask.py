@@ -77,21 +77,30 @@ def run(ctx: StageContext, stage: CrosstaskStage, index: int) -> dict:
 
 
 def router_records(ctx: StageContext, stage: CrosstaskStage, part: str) -> list[Record]:
-    """Classification records "first user message -> task name" from the tasks' own data,
+    """Classification records "routing message -> task name" from the tasks' own data,
     interleaved task by task (evaluation caps records at eval_max_records: every task counts)."""
     per_task = []
     for t in stage.tasks:
         ds = ctx.dataset(t.data if part == "train" else (t.eval_data or t.data))
         per_task.append([Record(source=r.source, text=text, label=t.name)
-                         for r in (ds.train if part == "train" else ds.heldout) if (text := first_user_text(r))])
+                         for r in (ds.train if part == "train" else ds.heldout) if (text := routing_text(r))])
     longest = max((len(p) for p in per_task), default=0)
     return [p[i] for i in range(longest) for p in per_task if i < len(p)]
 
 
-def first_user_text(record: Record) -> str | None:
+def routing_text(record: Record) -> str | None:
+    """The message that brought the conversation to this task: the last user message before
+    its first trained answer (in a conversation handed over mid-way, the earlier turns are
+    `weight: 0` context another task wrote)."""
     if record.messages is None:
         return record.text
-    return next((m["content"] for m in record.messages if m["role"] == "user" and m.get("content")), None)
+    text = None
+    for m in record.messages:
+        if m["role"] == "user" and m.get("content"):
+            text = m["content"]
+        elif m["role"] == "assistant" and m.get("weight", 1) and text is not None:
+            break
+    return text
 
 
 def _router_adapter(ctx: StageContext, index: int, stage: CrosstaskStage) -> dict:

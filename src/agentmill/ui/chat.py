@@ -34,6 +34,7 @@ class _Session:
         self.agent = agent
         self.console = console
         self.run = agent.run
+        self.last = None  # the latest TurnResult
 
     @property
     def label(self) -> str:
@@ -126,7 +127,29 @@ class _Session:
             self.console.print()
             raise
         self.console.print()
+        self.last = result
         return result.answer
+
+
+def checked_chat(run, turns, console: Console | None = None, max_new_tokens: int = 256,
+                 tools=None) -> list[dict]:
+    """Play a script's turns (eval/script.py) through the agent and mark each ✓/✗ against what
+    it must show; returns one {"user", "answer", "task", "ok", "checks"} per turn."""
+    from agentmill.eval.script import check_turn
+
+    console = console or Console()
+    session = _Session(_agent(run, tools, None, None, Budgets(max_new_tokens=max_new_tokens)), console)
+    played = []
+    for turn in turns:
+        console.print(f"[bold]you>[/] {escape(turn.user)}")
+        session.answer(turn.user)
+        checks = check_turn(turn.expect, session.last)
+        ok = all(c.ok for c in checks)
+        marks = "  ".join(f"{'[green]✓' if c.ok else '[red]✗'}[/] {escape(c.detail)}" for c in checks)
+        console.print(f"{'[bold green]✓' if ok else '[bold red]✗'}[/] {marks}")
+        played.append({"user": turn.user, "answer": session.last.answer, "task": session.last.task, "ok": ok,
+                       "checks": [{"what": c.what, "ok": c.ok, "detail": c.detail} for c in checks]})
+    return played
 
 
 def _agent(run, tools, store, session_id, budgets) -> Agent:
