@@ -132,13 +132,16 @@ def test_train_writes_a_complete_run_directory(recipe_path, tmp_path):
     assert "pretrain" in report and "plots/" in report
     resolved = (out / "recipe.yaml").read_text()
     assert "max_steps: 2" in resolved
-    # the router: a classification adapter over the crosstask task names, evaluated on held-out messages
-    assert manifest["router"] == {"adapter": "adapters/router", "labels": ["cs", "tutor"],
+    # the router: a classifier on sentence embeddings over the crosstask task names, scored on
+    # every held-out routing message
+    assert manifest["router"] == {"kind": "embedding", "path": "adapters/router", "labels": ["cs", "tutor"],
                                   "heldout": "adapters/router/heldout.jsonl"}
-    assert (out / "adapters" / "router" / "adapter_config.json").exists()
-    assert set(ev["tasks"]["router"]) == {"accuracy", "macro_f1"}
+    assert (out / "adapters" / "router" / "classifier.safetensors").exists()
+    assert not (out / "adapters" / "router" / "adapter_config.json").exists()
     held = [json.loads(l) for l in (out / "adapters" / "router" / "heldout.jsonl").read_text().splitlines()]
     assert held and {h["label"] for h in held} <= {"cs", "tutor"}
+    assert set(ev["tasks"]["router"]) == {"accuracy", "macro_f1", "records"}
+    assert ev["tasks"]["router"]["records"] == len(held)
     # tools: the task's allow-list and system prompt are in the manifest; tool use is measured
     assert manifest["tasks"]["cs"]["tools"] == ["calculator"] and manifest["tasks"]["cs"]["system"] == "You help."
     assert manifest["tools"] == {"modules": [], "settings": {}}
@@ -157,6 +160,20 @@ def test_train_writes_a_complete_run_directory(recipe_path, tmp_path):
     loaded = RunModel.load(out)
     task, scores = Router(loaded).route("What is 4 times 3?")
     assert task in ("cs", "tutor") and set(scores) == {"cs", "tutor"} and scores[task] == max(scores.values())
+
+
+def test_router_kind_adapter_trains_a_classification_adapter(recipe_path, tmp_path):
+    out = tmp_path / "runs" / "adapter-router"
+    train_recipe(load_recipe(recipe_path, ["stages.3.router_kind=adapter"]), out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["router"]["kind"] == "adapter" and manifest["router"]["adapter"] == "adapters/router"
+    assert (out / "adapters" / "router" / "adapter_config.json").exists()
+    assert set(json.loads((out / "eval.json").read_text())["tasks"]["router"]) == {"accuracy", "macro_f1"}
+    from agentmill.agent.router import Router
+    from agentmill.model.run import RunModel
+
+    task, scores = Router(RunModel.load(out)).route("What is 4 times 3?")
+    assert task in ("cs", "tutor") and scores[task] == max(scores.values())
 
 
 def test_bad_data_is_reported_with_file_and_line_and_nothing_is_written(recipe_path, tmp_path):

@@ -141,8 +141,13 @@ class CrosstaskStage(_StageBase):
         default_factory=dict, description="per_task mode: train overrides for the per-task adapters.")
     router: bool = Field(
         True, description="per_task mode: also train the router, a classification adapter that picks the task "
-        "of each message, from the first user message of every task record (labels: the task names).")
-    router_train: dict[str, Any] = Field(default_factory=dict, description="Train overrides for the router.")
+        "of each message, from the routing message of every task record (labels: the task names).")
+    router_kind: Literal["embedding", "adapter"] = Field(
+        "embedding", description="embedding: a logistic-regression classifier on the embedded MiniLM's sentence "
+        "embeddings (measured on the example: 0.99 held-out accuracy, fitted in seconds); adapter: a "
+        "classification LoRA adapter of the language model (0.56-0.78 in the quick profile, 56 s to train).")
+    router_train: dict[str, Any] = Field(default_factory=dict, description="Train overrides for the router "
+                                         "(router_kind adapter).")
 
 
 Stage = Annotated[Union[PretrainStage, FinetuneStage, DialogueStage, CrosstaskStage], Field(discriminator="stage")]

@@ -42,6 +42,14 @@ def _loss_metrics(model, examples, spec, accelerator=None) -> dict[str, float]:
     return {"eval_loss": loss}
 
 
+def evaluate_classifier(classifier, records: list[Record], labels: list[str]) -> dict[str, float]:
+    """Accuracy and macro F1 of a text classifier (model/text_classifier.py) on every record:
+    scoring is cheap, so no cap."""
+    predicted, gold = classifier.predict([r.text for r in records]), [r.label for r in records]
+    return {"accuracy": accuracy(predicted, gold), "macro_f1": macro_f1(predicted, gold, labels),
+            "records": len(records)}
+
+
 def capped(records: list[Record], spec: TrainSpec) -> list[Record]:
     """The records an evaluation uses: the first eval_max_records (for text, documents or paragraphs)."""
     return records[: spec.eval_max_records]

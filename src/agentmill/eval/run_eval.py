@@ -14,7 +14,7 @@ import yaml
 from agentmill.config import TrainSpec
 from agentmill.data.formats import apply_task_prompt, read_records
 from agentmill.errors import AgentmillError
-from agentmill.eval.evaluate import capped, evaluate_task
+from agentmill.eval.evaluate import capped, evaluate_classifier, evaluate_task
 from agentmill.eval.metrics import format_metrics
 from agentmill.tools.setup import task_prompt
 
@@ -113,7 +113,10 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
     with autocast:
         for name, adapter_task, task_fmt, records, labels, task_spec in jobs:
             started = time.perf_counter()
-            if adapter_task == ROUTER:
+            if adapter_task == ROUTER and run.router_classifier is not None:
+                results[name] = evaluate_classifier(run.router_classifier, records, labels)
+                task_spec = task_spec.model_copy(update={"eval_max_records": None})  # all were scored
+            elif adapter_task == ROUTER:
                 with run.adapter(ROUTER) as model:
                     results[name] = evaluate_task(model, run.tokenizer, task_fmt, records, task_spec, labels=labels,
                                                   decoder=weights)

