@@ -176,6 +176,39 @@ def test_router_kind_adapter_trains_a_classification_adapter(recipe_path, tmp_pa
     assert task in ("cs", "tutor") and scores[task] == max(scores.values())
 
 
+def test_classifier_embedding_keeps_a_classification_task_beside_the_backbone(recipe_path, tmp_path):
+    out = tmp_path / "runs" / "embedded-intent"
+    train_recipe(load_recipe(recipe_path, ["stages.1.tasks.0.classifier=embedding"]), out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    intent = manifest["tasks"]["intent"]
+    assert intent["classifier"] == "classifiers/intent" and intent["adapter"] is None
+    assert intent["labels"] == ["balance", "card"]
+    assert (out / "classifiers" / "intent" / "classifier.safetensors").exists()
+    finetune = manifest["stages"][1]
+    assert finetune["steps"] == 2 and set(finetune["after"]) == {"intent", "qa"}  # qa still trains the model
+    ev = json.loads((out / "eval.json").read_text())["tasks"]["intent"]
+    held = finetune["after"]["intent"]
+    assert set(ev) == {"accuracy", "macro_f1", "records"} and ev == held and ev["records"] >= 1
+    from agentmill.agent.agent import Agent
+    from agentmill.model.run import RunModel
+    from agentmill.tools.setup import registry_for_run
+
+    run = RunModel.load(out)
+    agent = Agent(run, registry_for_run(run))
+    result = agent.turn("my card was stolen please", task="intent")
+    assert result.answer in ("balance", "card") and result.usage.completion_tokens == 0  # no generation
+    assert result.answer == run.classifiers["intent"].predict(["my card was stolen please"])[0]
+
+
+@pytest.mark.parametrize("change, message", [
+    ("stages.1.tasks.1.classifier=embedding", "classifier: embedding needs format: classification"),
+    ("stages.3.tasks.1.classifier=embedding", "'tutor': classifier: embedding needs format: classification"),
+])
+def test_classifier_embedding_is_refused_where_it_cannot_work(recipe_path, change, message):
+    with pytest.raises(AgentmillError, match=message):
+        load_recipe(recipe_path, [change])
+
+
 def test_bad_data_is_reported_with_file_and_line_and_nothing_is_written(recipe_path, tmp_path):
     with (tmp_path / "data" / "intent.jsonl").open("a") as f:
         f.write('{"text": "hello", "label": 3}\n')

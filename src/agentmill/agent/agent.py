@@ -172,6 +172,11 @@ class Agent:
             self.store.rename(self.session_id, " ".join(text.split())[:60])  # a session is named by its start
         self._add(UserStep(text))
         route = self.route(text, task, on_event)
+        classifier = getattr(self.run, "classifiers", {}).get(route.task)
+        if classifier is not None:  # a classification task (classifier: embedding) answers with its label
+            answer = self._add(AnswerStep(classifier.predict([text])[0], route.task))
+            on_event("answer", answer)
+            return TurnResult(answer.content, route.task, self.steps[first:], Usage())
         usage, seen, stopped = Usage(), set(), None
         while True:
             prompt_text, prompt_n = self._fit_context(route.task, on_event)

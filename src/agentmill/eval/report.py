@@ -389,8 +389,10 @@ def _tasks_section(tasks: dict) -> list[str]:
         labels = info.get("labels") or []
         shown = ", ".join(str(x) for x in labels[:12]) + (f", … (+{len(labels) - 12})" if len(labels) > 12 else "")
         adapter = info.get("adapter")
+        where = (f"`{adapter}`" if adapter else f"classifier on embeddings, `{info['classifier']}`"
+                 if info.get("classifier") else "backbone (merged)")
         rows.append({"task": name, "stage": info.get("stage"), "format": info.get("format"),
-                     "adapter": f"`{adapter}`" if adapter else "backbone (merged)", "labels": shown or MISSING})
+                     "adapter": where, "labels": shown or MISSING})
     columns = ["task", "stage", "format", "adapter"]
     if any(r["labels"] != MISSING for r in rows):
         columns.append("labels")

@@ -113,8 +113,11 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
     with autocast:
         for name, adapter_task, task_fmt, records, labels, task_spec in jobs:
             started = time.perf_counter()
-            if adapter_task == ROUTER and run.router_classifier is not None:
-                results[name] = evaluate_classifier(run.router_classifier, records, labels)
+            # the task a job scores: its name, or for --data "TASK:FILE" the part before the colon
+            owner = name.split(":", 1)[0]
+            classifier = run.router_classifier if adapter_task == ROUTER else run.classifiers.get(owner)
+            if classifier is not None:
+                results[name] = evaluate_classifier(classifier, records, labels)
                 task_spec = task_spec.model_copy(update={"eval_max_records": None})  # all were scored
             elif adapter_task == ROUTER:
                 with run.adapter(ROUTER) as model:

@@ -56,6 +56,7 @@ class RunModel:
         self._adapters: set[str] = set(getattr(model, "peft_config", None) or {})
         self._decoders: dict[str, tuple] = {}
         self.router_classifier = None  # EmbeddingClassifier when the router is one (router kind "embedding")
+        self.classifiers: dict = {}  # task -> EmbeddingClassifier (finetune tasks with classifier: embedding)
         self.use_task(None)
 
     # ---------------------------------------------------------------- construction
@@ -105,11 +106,13 @@ class RunModel:
                     raise AgentmillError(f"{run_dir}: the adapter of task '{name}' ({path}) is missing "
                                          f"or has no adapter_config.json")
                 adapters.append((name, path))
+        from agentmill.model.text_classifier import EmbeddingClassifier
+
+        classifiers = {name: EmbeddingClassifier.load(run_dir / info["classifier"])
+                       for name, info in (manifest.get("tasks") or {}).items() if (info or {}).get("classifier")}
         router = manifest.get("router") or None
         classifier = None
         if router and router.get("kind") == "embedding":
-            from agentmill.model.text_classifier import EmbeddingClassifier
-
             classifier = EmbeddingClassifier.load(run_dir / router["path"])
         elif router:
             path = run_dir / router["adapter"]
@@ -137,7 +140,7 @@ class RunModel:
         model.to(device)
         model.eval()
         run = cls(model, tokenizer, manifest, run_dir)
-        run.router_classifier = classifier
+        run.router_classifier, run.classifiers = classifier, classifiers
         return run
 
     @classmethod

@@ -15,7 +15,7 @@ from agentmill.paths import write_json_atomic
 from agentmill.config import DataSpec, Recipe, TrainSpec
 from agentmill.data.formats import Record, read_records
 from agentmill.data.render import Example
-from agentmill.eval.evaluate import capped, encode_records, evaluate_task
+from agentmill.eval.evaluate import capped, encode_records, evaluate_classifier, evaluate_task
 from agentmill.eval.metrics import format_metrics
 from agentmill.train.loop import LoopResult, train_loop
 
@@ -95,7 +95,7 @@ def replay_examples(ctx: StageContext, index: int, stage, n_new: int, spec: Trai
         if earlier.stage == "dialogue":
             specs += earlier.data
         elif earlier.stage in ("finetune", "crosstask"):
-            specs += [t.data for t in earlier.tasks]
+            specs += [t.data for t in earlier.tasks if t.classifier != "embedding"]  # not in the model
     pools = [p for p in (examples_of(ctx, [s], spec) for s in specs) if p]
     if not pools:
         return []
@@ -165,6 +165,28 @@ def eval_datasets(ctx: StageContext, model, items: list[tuple[str, DataSpec]], s
             ctx.say(f"  evaluated {name} on {len(capped(ds.heldout, spec))} held-out records "
                     f"in {time.perf_counter() - started:.0f} s: {format_metrics(out[name])}")
     return out
+
+
+def fit_classifier(ctx: StageContext, what: str, train: list[Record], held: list[Record], labels: list[str],
+                   out: Path) -> dict:
+    """Fit a classifier on sentence embeddings (model/text_classifier.py) into `out`, scored on
+    every held-out record; returns the record a stage keeps (done.json in `out`, for --resume)."""
+    from agentmill.model.text_classifier import EmbeddingClassifier
+
+    done = out / "done.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    started = time.perf_counter()
+    classifier = EmbeddingClassifier.fit([r.text for r in train], [r.label for r in train], labels)
+    fit_s = time.perf_counter() - started
+    after = evaluate_classifier(classifier, held, labels) if held else {}
+    classifier.save(out)
+    ctx.say(f"  {what}: a classifier on sentence embeddings fitted on {len(train)} records in {fit_s:.0f} s"
+            + (f"; held-out accuracy {after['accuracy']:.3f} on {len(held)}" if held else ""))
+    record = {"after": after, "labels": labels, "kind": "embedding", "examples": len(train),
+              "wall_s": round(fit_s, 2), "steps": 0}
+    write_json_atomic(done, record)
+    return record
 
 
 def summary(result: LoopResult) -> dict:

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import json
 import random
-import time
 
 from agentmill.paths import write_json_atomic
 from agentmill.config import CrosstaskStage
 from agentmill.data.formats import Record
 from agentmill.data.render import Example
-from agentmill.eval.evaluate import encode_records, evaluate_classifier, evaluate_task
-from agentmill.train.common import (StageContext, eval_datasets, examples_of, finish_stage, keep_result,
-                                    log_final_eval, replay_examples, replay_stage, stage_dir_of, summary,
+from agentmill.eval.evaluate import encode_records, evaluate_task
+from agentmill.train.common import (StageContext, eval_datasets, examples_of, finish_stage, fit_classifier,
+                                    keep_result, log_final_eval, replay_examples, replay_stage, stage_dir_of, summary,
                                     train_adapter)
 
 
@@ -118,28 +117,12 @@ def _write_router_heldout(out, records: list[Record]) -> None:
 
 
 def _router_classifier(ctx: StageContext, stage: CrosstaskStage) -> dict:
-    """The router as a classifier on sentence embeddings (model/text_classifier.py), scored on
-    every held-out routing message."""
-    from agentmill.model.text_classifier import EmbeddingClassifier
-
+    """The router as a classifier on sentence embeddings, scored on every held-out routing message."""
     out = ctx.work_dir / "adapters" / "router"
-    done = out / "done.json"
-    if done.exists():
-        return json.loads(done.read_text())
-    labels = sorted(t.name for t in stage.tasks)
-    train, held = router_records(ctx, stage, "train"), router_records(ctx, stage, "heldout")
-    started = time.perf_counter()
-    classifier = EmbeddingClassifier.fit([r.text for r in train], [r.label for r in train], labels)
-    fit_s = time.perf_counter() - started
-    after = evaluate_classifier(classifier, held, labels) if held else {}
-    ctx.say(f"  router: a classifier on sentence embeddings fitted on {len(train)} routing messages in "
-            f"{fit_s:.0f} s" + (f"; held-out accuracy {after['accuracy']:.3f} on {len(held)}" if held else ""))
+    held = router_records(ctx, stage, "heldout")
     _write_router_heldout(out, held)
-    classifier.save(out)
-    record = {"after": after, "labels": labels, "kind": "embedding", "examples": len(train),
-              "wall_s": round(fit_s, 2), "steps": 0}
-    write_json_atomic(done, record)
-    return record
+    return fit_classifier(ctx, "router", router_records(ctx, stage, "train"), held,
+                          sorted(t.name for t in stage.tasks), out)
 
 
 def _router_adapter(ctx: StageContext, index: int, stage: CrosstaskStage) -> dict:
