@@ -38,7 +38,8 @@ def tiny_lora(tokenizer, seed, adapter_name="default"):
 
 
 def build_run(root, tokenizer):
-    """RUN_DIR with tasks t1, t2 (LoRA adapters), merged (no adapter) and a router over t1/t2."""
+    """RUN_DIR with tasks t1, t2 (LoRA adapters), merged (no adapter), intent (a classification task
+    merged into the backbone), the evaluation set `domain`, and a router over t1/t2."""
     chatty_tiny(tokenizer).save_pretrained(root / "model")
     tokenizer.save_pretrained(root / "model")
     for name, seed in (("t1", 1), ("t2", 2), ("router", 3)):
@@ -46,7 +47,9 @@ def build_run(root, tokenizer):
     manifest = {"name": "servetest", "base_model": "tiny-base", "backbone": "model", "stages": [], "precision_requested": "fp32",
                 "tasks": {"t1": {"format": "chat", "adapter": "adapters/t1", "system": SYSTEM_T1},
                           "t2": {"format": "chat", "adapter": "adapters/t2", "tools": ["calculator"]},
-                          "merged": {"format": "chat", "adapter": None}},
+                          "merged": {"format": "chat", "adapter": None},
+                          "intent": {"format": "classification", "adapter": None, "labels": ["greeting", "question"]},
+                          "domain": {"format": "text", "adapter": None, "eval_only": True, "stage": "pretrain"}},
                 "router": {"adapter": "adapters/router", "labels": ["t1", "t2"]},
                 "tools": {"modules": [], "settings": {}}}
     (root / "manifest.json").write_text(json.dumps(manifest))

@@ -172,3 +172,21 @@ def test_checked_chat_marks_each_turn(run, captured):
     assert captured[1][-1] == {"role": "user", "content": "two"} and len(captured[1]) == 3  # one conversation
     out = console.export_text()
     assert "✓" in out and "✗" in out and "answer has 'answer 9'" in out
+
+
+def test_evaluation_sets_are_not_chat_targets_and_classifiers_answer_labels(tiny_lm, tok, captured):
+    manifest = {"name": "chat-test", "tasks": {
+        "t1": {"format": "chat", "adapter": "adapters/t1"},
+        "intent": {"format": "classification", "adapter": None, "labels": ["greeting", "question"]},
+        "domain": {"format": "text", "adapter": None, "eval_only": True, "stage": "pretrain"}}}
+    run = RunModel.from_parts(tiny_lm, tok, manifest)
+    assert run.chat_tasks() == ["t1", "intent"]
+    console = _console()
+    pairs = scripted_chat(run, ["/task", "/task domain", "/task intent", "good morning"], console=console)
+    out = console.export_text()
+    assert "'domain' is an evaluation set of the run" in out and " domain  (" not in out
+    assert "intent  (classification, backbone, answers with its label)" in out
+    assert pairs[0][1] in ("greeting", "question") and not captured  # scored, nothing generated
+    assert f"[intent] {pairs[0][1]}" in out
+    with pytest.raises(AgentmillError, match="evaluation set"):
+        chat_loop(run, task="domain", console=_console(), input_fn=_script([]))

@@ -63,13 +63,33 @@ def chat(client, content="Hello there", model="t1", **kw):
 
 def test_list_models(client):
     models = client.models.list().data
-    assert [m.id for m in models] == ["tiny-base", "t1", "t2", "merged", "auto"]
+    assert [m.id for m in models] == ["tiny-base", "t1", "t2", "merged", "intent", "auto"]  # not `domain`
     by_id = {m.id: m for m in models}
     assert by_id["t1"].model_extra["parent"] == "tiny-base" and by_id["tiny-base"].model_extra["parent"] is None
     assert by_id["t1"].model_extra["agentmill"]["adapter"] is True
     assert by_id["merged"].model_extra["agentmill"]["adapter"] is False
     assert by_id["auto"].model_extra["agentmill"]["router"] is True
     assert client.models.retrieve("t2").id == "t2"
+    assert by_id["intent"].model_extra["agentmill"]["answers"] == "label"
+
+
+def test_an_evaluation_set_is_not_a_model(client):
+    with pytest.raises(openai.NotFoundError, match="'domain' is an evaluation set of the run"):
+        chat(client, "hello", model="domain")
+
+
+def test_a_classification_task_answers_with_its_label(client, run):
+    reply = chat(client, "Hi there, good morning!", model="intent")
+    label = reply.choices[0].message.content
+    assert reply.model_extra["agentmill"]["answered_by"] == "classifier" and reply.usage.completion_tokens == 0
+    run.use_task("intent")
+    try:
+        assert label == run.classify("intent", "Hi there, good morning!")  # the backbone's best-scored label
+    finally:
+        run.use_task(None)
+    stream = client.chat.completions.create(model="intent", messages=[{"role": "user", "content": "Hi there, good morning!"}],
+                                            stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == label
 
 
 def test_plain_chat_is_the_task_answering_as_trained(client, run):

@@ -152,8 +152,7 @@ class Agent:
         if forced == BASE and BASE not in self.run.tasks:
             step = RouteStep(None, forced=True)
         elif forced:
-            if forced not in self.run.tasks:
-                raise AgentmillError(f"unknown task '{forced}'; tasks of this run: {', '.join(self.run.tasks)}")
+            self.run.check_chat_task(forced)
             step = RouteStep(forced, forced=True)
         else:
             chosen, scores = self.router.route(text)
@@ -172,9 +171,9 @@ class Agent:
             self.store.rename(self.session_id, " ".join(text.split())[:60])  # a session is named by its start
         self._add(UserStep(text))
         route = self.route(text, task, on_event)
-        classifier = getattr(self.run, "classifiers", {}).get(route.task)
-        if classifier is not None:  # a classification task (classifier: embedding) answers with its label
-            answer = self._add(AnswerStep(classifier.predict([text])[0], route.task))
+        if self.run.is_classifier(route.task):  # a classification task answers with its label
+            answer = self._add(AnswerStep(self._label(route.task, text), route.task))
+            on_event("token", answer.content)
             on_event("answer", answer)
             return TurnResult(answer.content, route.task, self.steps[first:], Usage())
         usage, seen, stopped = Usage(), set(), None
@@ -237,6 +236,9 @@ class Agent:
         return TurnResult(answer, route.task, new, usage, stopped)
 
     # ---------------------------------------------------------------- pieces of the turn
+
+    def _label(self, task: str, text: str) -> str:
+        return self.run.classify(task, text)
 
     def _over_budget(self, usage: Usage, prompt_n: int) -> tuple[str, str] | None:
         b = self.budgets

@@ -187,6 +187,38 @@ class RunModel:
         finally:
             self.use_task(self.task)
 
+    def is_classifier(self, task: str | None) -> bool:
+        return task is not None and self.task_info(task).get("format") == "classification" and \
+            bool(self.task_info(task).get("labels"))
+
+    def classify(self, task: str, text: str) -> str:
+        """A classification task's answer to `text`: its classifier's label (classifier: embedding),
+        else the label the model scores highest in the task's classification prompt, with the
+        adapter currently selected (select the task first: `use_task`)."""
+        classifier = self.classifiers.get(task)
+        if classifier is not None:
+            return classifier.predict([text])[0]
+        from agentmill.data.formats import classification_messages
+        from agentmill.model.generate import score_continuations
+
+        labels = self.task_info(task)["labels"]
+        scores = score_continuations(self.model, self.tokenizer, classification_messages(text, labels), labels)
+        return labels[max(range(len(labels)), key=scores.__getitem__)]
+
+    def chat_tasks(self) -> list[str]:
+        """The tasks a user can talk to: not the data stages' evaluation sets (`domain`, `dialogue`:
+        the backbone itself, which `base` reaches)."""
+        return [t for t in self.tasks if not self.task_info(t).get("eval_only")]
+
+    def check_chat_task(self, task: str) -> None:
+        """A clear error for a name that is not something to chat with."""
+        if task in self.tasks and task not in self.chat_tasks():
+            raise AgentmillError(f"'{task}' is an evaluation set of the run (its {self.task_info(task).get('stage')} "
+                                 f"stage's held-out data), not a task to chat with; chat with the backbone as "
+                                 f"'base', or with one of: {', '.join(self.chat_tasks()) or '(none)'}")
+        if task not in self.tasks:
+            raise AgentmillError(f"unknown task '{task}'; tasks of this run: {', '.join(self.chat_tasks()) or '(none)'}")
+
     @property
     def has_router(self) -> bool:
         return bool(self.manifest.get("router")) and (ROUTER in self._adapters or self.router_classifier is not None)

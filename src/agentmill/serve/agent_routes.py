@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from agentmill.agent.agent import BASE
 from agentmill.agent.steps import AnswerStep, NoticeStep, RouteStep, ToolResultStep, to_dict
 from agentmill.serve import sse
+from agentmill.errors import AgentmillError
 from agentmill.serve.errors import ApiError, as_api_error
 from agentmill.serve.schemas import AgentMessage, SessionCreate
 from agentmill.serve.state import state_of
@@ -49,10 +50,13 @@ def _task(run, name: str) -> str | None:
     """The agent's `task` argument: None lets the router choose."""
     if name == "auto":
         return None
-    if name == "base" or name in run.tasks:
+    if name == "base" or name in run.chat_tasks():
         return name if name in run.tasks else BASE
-    raise ApiError(400, f"unknown task '{name}'; use auto, base or one of: {', '.join(run.tasks)}", param="task",
-                   code="unknown_task")
+    try:
+        run.check_chat_task(name)
+    except AgentmillError as err:
+        raise ApiError(400, f"{err}; or auto (the router) or base", param="task", code="unknown_task") from None
+    raise AssertionError("unreachable")
 
 
 def payload(kind: str, value) -> dict:

@@ -5,7 +5,8 @@
 - each task of the run, ``parent`` = the base: its LoRA adapter if it has one, else the
   backbone (a task merged into it), with the task's trained system prompt when the request
   brings none; tasks without an adapter are listed too (``agentmill.adapter: false``) because
-  the agent routes to them as well;
+  the agent routes to them as well; a classification task answers with its label
+  (``agentmill.answers: "label"``); the data stages' evaluation sets are not models;
 - ``auto``: the run's router picks the task from the last user message (no router: the base).
 """
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from agentmill.agent.router import Router
+from agentmill.errors import AgentmillError
 from agentmill.serve.batch import BASE_ADAPTER
 from agentmill.serve.errors import ApiError
 from agentmill.serve.schemas import ModelCard
@@ -49,16 +51,17 @@ class Catalog:
             self.created = 0
 
     def names(self) -> list[str]:
-        return [self.base_id, *self.run.tasks, AUTO]
+        return [self.base_id, *self.run.chat_tasks(), AUTO]
 
     def cards(self) -> list[ModelCard]:
         base = self.base_id
         cards = [ModelCard(id=base, created=self.created, root=base, agentmill={"kind": "base", "adapter": False})]
-        for task in self.run.tasks:
+        for task in self.run.chat_tasks():
             info = self.run.task_info(task)
+            extra = {"answers": "label", "labels": info["labels"]} if self.run.is_classifier(task) else {}
             cards.append(ModelCard(id=task, created=self.created, root=base, parent=base, agentmill={
                 "kind": "task", "adapter": self.run.has_adapter(task), "format": info.get("format"),
-                "tools": info.get("tools") or []}))
+                "tools": info.get("tools") or [], **extra}))
         cards.append(ModelCard(id=AUTO, created=self.created, root=base, parent=base, agentmill={
             "kind": "auto", "router": self.router.available, "labels": self.router.labels}))
         return cards
@@ -71,12 +74,17 @@ class Catalog:
 
     def lookup(self, model: str) -> Target | None:
         """The target of a fixed model name (None for ``auto``); 404 for an unknown one."""
-        if model in self.run.tasks:
+        if model in self.run.chat_tasks():
             return self.target(model)
         if model in (self.base_id, BASE_ALIAS):
             return self.target(None)
         if model == AUTO:
             return None
+        if model in self.run.tasks:
+            try:
+                self.run.check_chat_task(model)
+            except AgentmillError as err:
+                raise ApiError(404, str(err), param="model", code="model_not_found") from None
         raise ApiError(404, f"the model `{model}` does not exist; this server has: {', '.join(self.names())}",
                        param="model", code="model_not_found")
 

@@ -72,6 +72,9 @@ async def chat_completion(state, body, slot):
             raise ApiError(400, f"n is {body.n} but this server returns one choice per request (n=1)", param="n")
         last_user = next((text_of(m.content) for m in reversed(body.messages) if m.role == "user"), "")
         target = await state.catalog.resolve(body.model, last_user, state.engine)
+        if state.run.is_classifier(target.task):  # a classification task answers with its label
+            slot.release()
+            return await _label_reply(state, body, target, last_user)
         prompt_text, plan = chat_prompt(state.run, body, target.task)
         ids = state.run.tokenizer(prompt_text + plan.forced, add_special_tokens=False)["input_ids"]
         max_new = answer_budget(len(ids), body.max_completion_tokens or body.max_tokens, state.context,
@@ -101,6 +104,31 @@ async def chat_completion(state, body, slot):
     body = ChatCompletion(id=reply.id, created=reply.created, model=reply.model, usage=usage,
                           choices=[ChatChoice(message=message, finish_reason=finish)], agentmill=reply.info)
     return JSONResponse(body.model_dump())
+
+
+async def _label_reply(state, body, target, text: str):
+    """The task's label for the last user message (nothing generated), as a whole response or a
+    stream of one delta; the `agentmill` field says a classifier answered."""
+    job = functools.partial(state.run.classify, target.task, text)
+    label = await asyncio.wrap_future(state.engine.call(job, task=target.task))
+    reply = Reply.new("chatcmpl", target)
+    reply.info = {**reply.info, "answered_by": "classifier", "labels": state.run.task_info(target.task)["labels"]}
+    usage = Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0)
+    if not body.stream:
+        choice = ChatChoice(message=ResponseMessage(content=label), finish_reason="stop")
+        return JSONResponse(ChatCompletion(id=reply.id, created=reply.created, model=reply.model, usage=usage,
+                                           choices=[choice], agentmill=reply.info).model_dump())
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    async def chunks():
+        yield sse.data(_chunk(reply, {"role": "assistant", "content": ""}, info=True, usage=include_usage))
+        yield sse.data(_chunk(reply, {"content": label}, usage=include_usage))
+        yield sse.data(_chunk(reply, {}, "stop", info=True, usage=include_usage))
+        if include_usage:
+            yield sse.data({**_chunk(reply, None), "usage": usage.model_dump()})
+        yield sse.DONE
+
+    return sse.response(chunks())
 
 
 async def _events(state, target, plan, prompt_text: str, stream: AsyncStream):

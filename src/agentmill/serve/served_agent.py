@@ -95,6 +95,9 @@ class ServedAgent(Agent):
         if rest:
             on_event("token", rest)
 
+    def _label(self, task: str, text: str) -> str:
+        return self.engine.call(functools.partial(self.run.real.classify, task, text), task=task).result()
+
     def _valid_calls(self, parsed, task, prompt_text: str):
         job = functools.partial(Agent._valid_calls, self, parsed, task, prompt_text)
         return self.engine.call(job, task=task).result()

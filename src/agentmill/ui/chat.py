@@ -45,10 +45,12 @@ class _Session:
 
     def list_tasks(self) -> None:
         rows = []
-        for name in self.run.tasks:
+        for name in self.run.chat_tasks():
             info = self.run.task_info(name)
             mark = "*" if name == self.agent.forced_task else " "
             kind = "adapter" if self.run.has_adapter(name) else "backbone"
+            if self.run.is_classifier(name):
+                kind += ", answers with its label"
             tools = f", tools: {', '.join(info['tools'])}" if info.get("tools") else ""
             rows.append(f" {mark} {escape(name)}  [dim]({info.get('format', '?')}, {kind}{tools})[/]")
         if self.agent.router.available:
@@ -64,9 +66,11 @@ class _Session:
             self.agent.forced_task = None
         elif name == BASE and BASE not in self.run.tasks:
             self.agent.forced_task = BASE
-        elif name not in self.run.tasks:
-            listed = ", ".join(self.run.tasks) or "(none)"
-            self.console.print(f"[red]error:[/] unknown task '{escape(name)}'; tasks of this run: {escape(listed)}")
+        elif name not in self.run.chat_tasks():
+            try:
+                self.run.check_chat_task(name)
+            except AgentmillError as err:
+                self.console.print(f"[red]error:[/] {escape(str(err))}")
             return
         else:
             self.agent.forced_task = name
@@ -172,8 +176,8 @@ def chat_loop(run, task: str | None = None, console: Console | None = None, inpu
     console = console or Console()
     input_fn = input_fn or (lambda prompt: input(prompt))  # looked up at call time (tests patch it)
     budgets = budgets or Budgets(max_new_tokens=max_new_tokens)
-    if task is not None and task not in (BASE, AUTO) and task not in run.tasks:
-        raise AgentmillError(f"unknown task '{task}'; tasks of this run: {', '.join(run.tasks) or '(none)'}")
+    if task is not None and task not in (BASE, AUTO):
+        run.check_chat_task(task)
     session = _Session(_agent(run, tools, store, session_id, budgets), console)
     if task is not None:
         session.agent.forced_task = None if task == AUTO else task
