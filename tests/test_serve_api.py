@@ -159,6 +159,24 @@ def test_tool_call_non_streamed_and_streamed(client, monkeypatch, tokenizer):
     assert reply.choices[0].message.tool_calls is None and "<tool_call>" in reply.choices[0].message.content
 
 
+@pytest.mark.parametrize("parameters, message", [
+    ({"type": "object", "properties": {"city": {"type": "strin"}}}, "parameters is not a valid JSON schema at "
+                                                                     "properties/city/type"),
+    ({"type": "object", "required": "city"}, "parameters is not a valid JSON schema"),
+    ({"type": "array", "items": {"type": "string"}}, "parameters must describe an object"),
+])
+def test_a_tool_with_a_bad_schema_gets_a_400_naming_it(client, parameters, message):
+    bad = {"type": "function", "function": {"name": "get_rain", "parameters": parameters}}
+    with pytest.raises(openai.BadRequestError, match=r"tools\[1\] \(get_rain\): " + message) as err:
+        chat(client, "weather?", tools=[WEATHER, bad])
+    assert err.value.body["param"] == "tools.[1].function.parameters"
+
+
+def test_a_tool_name_used_twice_gets_a_400(client):
+    with pytest.raises(openai.BadRequestError, match="the function name 'get_weather' is used twice"):
+        chat(client, "weather?", tools=[WEATHER, WEATHER])
+
+
 def test_forced_tool_choice_always_calls(client):
     """The untrained tiny model writes no usable call: the forced start plus the constrained repair do."""
     named = {"type": "function", "function": {"name": "get_weather"}}

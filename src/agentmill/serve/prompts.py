@@ -54,6 +54,32 @@ def with_task_prompt(run, task: str | None, messages: list[dict]) -> list[dict]:
     return messages
 
 
+def check_tool_schemas(tools: list[dict]) -> None:
+    """A 400 naming the tool whose `parameters` is not a JSON schema of an object, or a name used twice."""
+    import jsonschema
+
+    seen: set[str] = set()
+    for i, tool in enumerate(tools):
+        fn = tool["function"]
+        where = f"tools.[{i}].function"
+        if fn["name"] in seen:
+            raise ApiError(400, f"tools[{i}]: the function name '{fn['name']}' is used twice", param=f"{where}.name")
+        seen.add(fn["name"])
+        params = fn.get("parameters")
+        if params is None:
+            continue
+        try:
+            jsonschema.Draft202012Validator.check_schema(params)
+        except jsonschema.SchemaError as err:
+            at = "/".join(map(str, err.path))
+            raise ApiError(400, f"tools[{i}] ({fn['name']}): parameters is not a valid JSON schema"
+                                f"{' at ' + at if at else ''}: {err.message}", param=f"{where}.parameters") from None
+        if params.get("type", "object") != "object":
+            raise ApiError(400, f"tools[{i}] ({fn['name']}): parameters must describe an object "
+                                f"(\"type\": \"object\"), not {json.dumps(params.get('type'))}",
+                           param=f"{where}.parameters")
+
+
 def tool_plan(body) -> ToolPlan:
     choice = body.tool_choice
     if not body.tools:
@@ -61,6 +87,7 @@ def tool_plan(body) -> ToolPlan:
             raise ApiError(400, "tool_choice asks for a tool call but the request has no tools", param="tool_choice")
         return ToolPlan()
     tools = [t.model_dump(exclude_none=True) for t in body.tools]
+    check_tool_schemas(tools)
     names = {t["function"]["name"] for t in tools}
     if choice == "none":
         return ToolPlan()
