@@ -50,13 +50,13 @@ def _task(run, name: str) -> str | None:
     """The agent's `task` argument: None lets the router choose."""
     if name == "auto":
         return None
-    if name == "base" or name in run.chat_tasks():
-        return name if name in run.tasks else BASE
+    if name == "base" and name not in run.tasks:
+        return BASE
     try:
         run.check_chat_task(name)
     except AgentmillError as err:
         raise ApiError(400, f"{err}; or auto (the router) or base", param="task", code="unknown_task") from None
-    raise AssertionError("unreachable")
+    return name
 
 
 def payload(kind: str, value) -> dict:

@@ -26,13 +26,15 @@ def run(ctx: StageContext, stage: FinetuneStage, index: int) -> dict:
             ctx.tasks[task.name]["classifier"] = f"classifiers/{task.name}"
     if (stage_dir / "done.json").exists():
         done = json.loads((stage_dir / "done.json").read_text())
-        return replay_stage(ctx, stage_dir) if done.get("adapter") else done
+        # a stage of classifiers only left the model as it was; otherwise rebuild its backbone
+        # (LoRA: the merged adapter; method full: the saved weights, with adapter None)
+        return done if done.get("steps") == 0 else replay_stage(ctx, stage_dir)
     # classification tasks with `classifier: embedding` are fitted beside the language model
     fitted = {t.name: _fit(ctx, t) for t in stage.tasks if t.classifier == "embedding"}
     tasks = [t for t in stage.tasks if t.classifier != "embedding"]
     if not tasks:
         return finish_stage(stage_dir, {"stage": "finetune", "index": index, "adapter": None, "before": {},
-                                        "after": fitted, "steps": 0, "train_tokens": 0, "tokens_per_s": 0,
+                                        "after": {n: f["after"] for n, f in fitted.items()}, "steps": 0, "train_tokens": 0, "tokens_per_s": 0,
                                         "wall_s": round(sum(f.get("wall_s", 0) for f in fitted.values()), 2)})
     spec = ctx.recipe.stage_train(stage)
     heldout = [(t.name, t.eval_data or t.data) for t in tasks]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import asdict
 
 from rich.console import Console
 from rich.markup import escape
@@ -152,7 +153,7 @@ def checked_chat(run, turns, console: Console | None = None, max_new_tokens: int
         marks = "  ".join(f"{'[green]✓' if c.ok else '[red]✗'}[/] {escape(c.detail)}" for c in checks)
         console.print(f"{'[bold green]✓' if ok else '[bold red]✗'}[/] {marks}")
         played.append({"user": turn.user, "answer": session.last.answer, "task": session.last.task, "ok": ok,
-                       "checks": [{"what": c.what, "ok": c.ok, "detail": c.detail} for c in checks]})
+                       "checks": [asdict(c) for c in checks]})
     return played
 
 
