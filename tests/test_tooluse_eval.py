@@ -66,3 +66,20 @@ def test_numbers_are_read_from_results_and_answers_to_the_cent():
     assert states_number("That is $23,199.36 in total.", 23199.36)
     assert states_number("Save $416.67 a month.", 416.6666667)
     assert not states_number("Save $41,666.67 a month.", 416.6666667)
+
+
+COMPOUND = {"type": "function", "function": {"name": "compound_interest", "parameters": {
+    "type": "object", "required": ["principal"],
+    "properties": {"principal": {"type": "number"},
+                   "compounding": {"type": "string", "enum": ["monthly", "annually"], "default": "monthly"}}}}}
+
+
+def test_an_argument_left_out_counts_as_its_schema_default():
+    gold = call("compound_interest", principal=100, compounding="monthly")
+    assert same_call(call("compound_interest", principal=100), gold, [COMPOUND])
+    assert not same_call(call("compound_interest", principal=100), gold)  # no schema: no default known
+    annually = call("compound_interest", principal=100, compounding="annually")
+    assert not same_call(call("compound_interest", principal=100), annually, [COMPOUND])
+    assert same_call(call("compound_interest", principal=100.0), call("compound_interest", principal=100), [COMPOUND])
+    as_text = {"function": {"name": "compound_interest", "arguments": '{"principal": 100}'}}
+    assert same_call(as_text, gold, [COMPOUND])

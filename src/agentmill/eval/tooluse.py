@@ -34,12 +34,38 @@ def _first_call_index(messages: list[dict]) -> int | None:
                  if m["role"] == "assistant" and m.get("tool_calls") and m.get("weight", 1)), None)
 
 
-def same_call(predicted: dict | None, gold: dict) -> bool:
-    """Same tool name and the same arguments (numbers compared as numbers: 5 == 5.0)."""
+def same_call(predicted: dict | None, gold: dict, tools: list[dict] | None = None) -> bool:
+    """Same tool name and the same arguments (numbers compared as numbers: 5 == 5.0).
+
+    With the offered `tools`' schemas, an argument left out counts as its schema default on
+    either side: `compounding` omitted equals `"compounding": "monthly"` when that is the
+    default (as function-calling benchmarks score optional parameters)."""
     if predicted is None:
         return False
     p, g = predicted["function"], gold["function"]
-    return p["name"] == g["name"] and _canonical(p.get("arguments", {})) == _canonical(g.get("arguments", {}))
+    if p["name"] != g["name"]:
+        return False
+    defaults = _defaults(tools, g["name"])
+    return (_canonical({**defaults, **_arguments(p)}) == _canonical({**defaults, **_arguments(g)}))
+
+
+def _arguments(function: dict) -> dict:
+    arguments = function.get("arguments") or {}
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except json.JSONDecodeError:
+            return {"": arguments}  # unparseable: equal only to the same text
+    return arguments if isinstance(arguments, dict) else {"": arguments}
+
+
+def _defaults(tools: list[dict] | None, name: str) -> dict:
+    for t in tools or []:
+        function = t.get("function", t)
+        if function.get("name") == name:
+            properties = (function.get("parameters") or {}).get("properties") or {}
+            return {k: v["default"] for k, v in properties.items() if isinstance(v, dict) and "default" in v}
+    return {}
 
 
 def _canonical(value):
@@ -121,7 +147,7 @@ def evaluate_tool_use(model, tokenizer, records: list[Record], decoder=None) -> 
     exact = []
     for out, case in zip(outputs, cases):
         _, calls = parse_tool_calls(out)
-        exact.append(same_call(calls[0].call if calls else None, case.gold_call))
+        exact.append(same_call(calls[0].call if calls else None, case.gold_call, case.tools))
     metrics = {"tool_call_exact": mean(exact), "tool_records": float(len(cases))}
     answered = [c for c in cases if c.answer_prompt is not None]
     if answered:
