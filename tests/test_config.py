@@ -97,3 +97,12 @@ def test_missing_and_invalid_yaml(tmp_path):
     bad.write_text("name: x\nstages: [\n")
     with pytest.raises(AgentmillError, match=r"bad.yaml:\d+: not valid YAML"):
         load_recipe(bad)
+
+
+def test_a_recipe_without_a_name_is_named_after_its_file(tmp_path):
+    p = tmp_path / "news-topics.yaml"
+    p.write_text("base_model: smollm2-135m-instruct\nstages:\n  - stage: finetune\n    tasks:\n"
+                 "      - {name: topic, data: {path: train.jsonl, format: classification}}\n")
+    r = load_recipe(p)
+    assert r.name == "news-topics"
+    assert r.train.epochs is None and r.train.min_steps == 120 and r.train.keep_best  # the adaptive defaults

@@ -121,3 +121,72 @@ def test_same_loop_under_accelerate_launch_with_two_processes(tmp_path):
     assert one["tokens"] == two["tokens"]
     for step in ("1", "2", "3", "4"):
         assert abs(one["losses"][step] - two["losses"][step]) < 1e-4, (step, one["losses"], two["losses"])
+
+
+def test_unset_epochs_give_small_data_enough_steps():
+    spec = TrainSpec(grad_accum=4)
+    assert total_steps(10, 4, spec) == 24  # 3 steps a pass: min_steps 120 would be 40 passes, capped at 8
+    assert total_steps(200, 4, spec) == 120  # 50 a pass: raised to min_steps
+    assert total_steps(1000, 4, spec) == 250  # one pass is enough
+    assert total_steps(10, 4, TrainSpec(grad_accum=4, epochs=1)) == 3  # an explicit epochs is kept
+    assert total_steps(10, 4, TrainSpec(grad_accum=4, max_steps=7)) == 7
+
+
+class _Snapshots:
+    """A logger that keeps the trainable weights after every step."""
+
+    def __init__(self, model):
+        self.model, self.weights, self.records = model, {}, []
+
+    def log(self, record):
+        self.records.append(record)
+        if record["split"] == "train":
+            self.weights[record["step"]] = {n: p.detach().clone() for n, p in self.model.named_parameters()
+                                            if p.requires_grad}
+
+
+def test_keep_best_ends_with_the_lowest_held_out_loss_and_patience_stops(tmp_path, tokenizer, monkeypatch):
+    from peft import LoraConfig, get_peft_model
+
+    import agentmill.train.loop as loop
+    from agentmill.model.load import tiny_model
+
+    model = tiny_model(tokenizer, seed=0)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", lora_dropout=0.0))
+    scripted = iter([1.0, 0.5, 0.7, 0.8, 0.9, 0.1])  # step 2 is the best; 3 worse ones stop at step 5
+    monkeypatch.setattr(loop, "evaluate_loss", lambda *a, **k: (next(scripted), 10))
+    spec = TrainSpec(max_length=64, lr=1e-2, max_steps=8, grad_accum=1, eval_every=1, checkpoint_every=100,
+                     precision="fp32", patience=3)
+    log = _Snapshots(model)
+    result = loop.train_loop(model, _examples(), _examples()[:2], spec, accelerator=Accelerator(cpu=True),
+                             ckpt_dir=tmp_path / "ckpt", logger=log, stage="test", seed=1)
+    assert result.steps == 5 and result.eval_loss == 0.5
+    assert [r["step"] for r in log.records if r["split"] == "eval"] == [1, 2, 3, 4, 5]
+    assert [(r["step"], r["loss"]) for r in log.records if r["split"] == "best"] == [(2, 0.5)]
+    now = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    for n, w in log.weights[2].items():
+        torch.testing.assert_close(now[n], w, rtol=0, atol=0)
+    assert any(not torch.equal(log.weights[5][n], w) for n, w in log.weights[2].items())  # it did move on
+
+
+def test_keep_best_off_keeps_the_last_step(tmp_path, tokenizer, monkeypatch):
+    from peft import LoraConfig, get_peft_model
+
+    import agentmill.train.loop as loop
+    from agentmill.model.load import tiny_model
+
+    model = get_peft_model(tiny_model(tokenizer, seed=0), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                                       lora_dropout=0.0))
+    scripted = iter([0.5, 0.9, 0.9])
+    monkeypatch.setattr(loop, "evaluate_loss", lambda *a, **k: (next(scripted), 10))
+    spec = TrainSpec(max_length=64, lr=1e-2, max_steps=3, grad_accum=1, eval_every=1, checkpoint_every=100,
+                     precision="fp32", keep_best=False, patience=None)
+    log = _Snapshots(model)
+    result = loop.train_loop(model, _examples(), _examples()[:2], spec, accelerator=Accelerator(cpu=True),
+                             ckpt_dir=tmp_path / "ckpt", logger=log, stage="test", seed=1)
+    assert result.steps == 3 and result.eval_loss == 0.9
+    now = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    for n, w in log.weights[3].items():
+        torch.testing.assert_close(now[n], w, rtol=0, atol=0)

@@ -47,7 +47,14 @@ class LoraSpec(_Strict):
 class TrainSpec(_Strict):
     max_length: int = Field(1024, ge=16, description="Longest example in tokens; also the packing budget.")
     lr: float = Field(2e-4, gt=0, description="Peak learning rate (cosine schedule after warm-up).")
-    epochs: float = Field(1, gt=0, description="Passes over the stage's data.")
+    epochs: float | None = Field(
+        None, gt=0, description="Passes over the stage's data. Unset: one pass, or more on a small dataset, as many "
+        "as `min_steps` needs (at most `max_auto_epochs`): a few hundred records are 10-20 steps a pass, too few "
+        "to learn from (measured: bench/small_data.py).")
+    min_steps: int = Field(
+        120, ge=1, description="With `epochs` and `max_steps` unset, the fewest optimizer steps a stage takes.")
+    max_auto_epochs: float = Field(
+        8, gt=0, description="With `epochs` and `max_steps` unset, the most passes `min_steps` may add.")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
     grad_accum: int = Field(4, ge=1, description="Packed rows per optimizer step (per process).")
     micro_batch_tokens: int | None = Field(
@@ -67,7 +74,15 @@ class TrainSpec(_Strict):
         "example's tool conversations: ~2x the conversations per 1,024-token row.")
     mask: Literal["assistant", "all", "last_turn"] = Field(
         "assistant", description="Which tokens of a conversation carry a loss.")
-    eval_every: int = Field(100, ge=1, description="Evaluate held-out loss every N optimizer steps.")
+    eval_every: int | None = Field(
+        None, ge=1, description="Evaluate held-out loss every N optimizer steps. Unset: 5 times a stage, at least "
+        "every 100 steps.")
+    keep_best: bool = Field(
+        True, description="End the stage with the weights of its evaluation with the lowest held-out loss (the "
+        "last step's unless a later evaluation was worse), like transformers' load_best_model_at_end.")
+    patience: int | None = Field(
+        3, ge=1, description="Stop early after this many evaluations in a row without a lower held-out loss "
+        "(null: never).")
     checkpoint_every: int = Field(200, ge=1, description="Write a resumable checkpoint every N optimizer steps.")
     eval_max_records: int | None = Field(200, ge=1, description="Cap on held-out records scored per task (generation is slow); for text, "
         "documents or paragraphs. null: every record (`agentmill eval --all-records`).")
@@ -167,7 +182,7 @@ Stage = Annotated[Union[PretrainStage, FinetuneStage, DialogueStage, CrosstaskSt
 
 
 class Recipe(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$", description="Run name.")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$", description="Run name (default: the recipe file's name without .yaml).")
     base_model: str = Field("smollm2-135m-instruct", description="Alias, Hugging Face hub id, or local HF folder.")
     seed: int = 42
     method: Literal["lora", "full"] = "lora"
@@ -336,6 +351,8 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
     if not isinstance(raw, dict):
         raise AgentmillError(f"{path}: a recipe is a YAML mapping (name, base_model, stages, ...)")
     raw = copy.deepcopy(raw)
+    if "name" not in raw and re.fullmatch(r"[A-Za-z0-9_.\-]+", path.stem):
+        raw["name"] = path.stem  # like a run directory named after its recipe file
     pairs = []
     for item in overrides:
         if "=" not in item:

@@ -110,9 +110,49 @@ def rows_of_step(step: int, n_rows: int, per_step: int, seed: int, groups: list[
 
 
 def total_steps(n_rows: int, per_step: int, spec: TrainSpec) -> int:
+    """`max_steps`, else `epochs` passes, else one pass raised to `min_steps` (at most
+    `max_auto_epochs` passes): small data gets enough steps to learn from."""
     if spec.max_steps:
         return spec.max_steps
-    return max(1, math.ceil(spec.epochs * math.ceil(n_rows / per_step)))
+    per_epoch = math.ceil(n_rows / per_step)
+    if spec.epochs is not None:
+        return max(1, math.ceil(spec.epochs * per_epoch))
+    return max(1, per_epoch, min(spec.min_steps, math.ceil(spec.max_auto_epochs * per_epoch)))
+
+
+def eval_interval(n_steps: int, spec: TrainSpec) -> int:
+    return spec.eval_every or max(1, min(100, math.ceil(n_steps / 5)))
+
+
+@dataclass
+class _Best:
+    """The lowest held-out loss so far and its step; its weights are in `path` unless it is the
+    current step's (written only when a later step moves on from it)."""
+
+    path: Path
+    loss: float = math.inf
+    step: int = 0
+    stale: int = 0  # evaluations since the best one
+
+    def update(self, loss: float, step: int, model, save: bool) -> bool:
+        """Record an evaluation; True when it is the new best."""
+        if not loss < self.loss:
+            self.stale += 1
+            return False
+        self.loss, self.step, self.stale = loss, step, 0
+        if save:
+            trainable = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
+            tmp = self.path.with_suffix(".tmp")
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            save_file(trainable, str(tmp))
+            os.replace(tmp, self.path)
+        return True
+
+    def restore(self, model) -> None:
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for n, t in load_file(str(self.path)).items():
+                params[n].copy_(t)
 
 
 def row_loss(model, batch: dict) -> tuple[torch.Tensor, int, int]:
@@ -236,9 +276,12 @@ def train_loop(model, train: list[Example], eval_examples: list[Example], spec: 
                seed: int = 42, resume: bool = False, progress=None, eval_at_end: bool = True) -> LoopResult:
     """Train `model` (only its parameters with requires_grad) on `train`; returns what happened.
 
-    Held-out loss is measured every `spec.eval_every` steps and, with `eval_at_end`, after the
+    Held-out loss is measured every `eval_interval` steps and, with `eval_at_end`, after the
     last step; the pipeline's stages measure that one themselves (their "after" metrics) and
-    log it, so they turn it off rather than pay for it twice."""
+    log it, so they turn it off rather than pay for it twice, unless `keep_best` needs it to
+    compare with the earlier evaluations. With `keep_best` the model ends with the weights of
+    the lowest held-out loss; with `patience` training stops after that many evaluations
+    without a new lowest one."""
     from transformers import get_cosine_schedule_with_warmup
 
     rows = make_rows(train, spec, seed=seed)
@@ -246,6 +289,8 @@ def train_loop(model, train: list[Example], eval_examples: list[Example], spec: 
     world, rank = accelerator.num_processes, accelerator.process_index
     per_step = spec.grad_accum * world
     n_steps = total_steps(len(rows), per_step, spec)
+    every = eval_interval(n_steps, spec)
+    best = _Best(ckpt_dir / "best.safetensors")
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay, betas=(0.9, 0.95))
@@ -262,6 +307,8 @@ def train_loop(model, train: list[Example], eval_examples: list[Example], spec: 
         start, tokens, seen, shared = extra["step"], extra["tokens"], extra["seen"], extra.get("shared", 0)
         flops = extra.get("flops", 0.0)
         loss_value, elapsed_before = extra["loss"], extra["elapsed"]
+        if "best" in extra and best.path.exists():
+            best.loss, best.step, best.stale = extra["best"]
     elif ckpt_dir.exists() and accelerator.is_main_process:
         shutil.rmtree(ckpt_dir)
 
@@ -303,18 +350,42 @@ def train_loop(model, train: list[Example], eval_examples: list[Example], spec: 
                             "seen": seen, "flops": flops, "time": elapsed})
             if bar is not None:
                 progress.update(bar, completed=done, loss=loss_value, tps=tps, mfu=mfu)
-            if eval_examples and (done % spec.eval_every == 0 and done < n_steps or done == n_steps and eval_at_end):
+            last = done == n_steps
+            compare = spec.keep_best and best.step > 0  # the last step's loss decides between it and the best
+            if eval_examples and (done % every == 0 and not last or last and (eval_at_end or compare)):
                 eval_loss, _ = evaluate_loss(model, eval_examples, spec, accelerator)
-                if accelerator.is_main_process:
+                if accelerator.is_main_process and (eval_at_end or not last):  # else the stage logs its own
                     logger.log({"stage": stage, "task": task, "split": "eval", "step": done, "loss": eval_loss,
                                 "tokens": tokens, "time": elapsed})
+                best.update(eval_loss, done, raw_model, save=spec.keep_best and not last and accelerator.is_main_process)
+                accelerator.wait_for_everyone()
+                if spec.patience and best.stale >= spec.patience and not last:
+                    if progress is not None:
+                        progress.console.print(f"{label}: stopped early at step {done} of {n_steps}: held-out loss "
+                                               f"{best.loss:.4f} at step {best.step}, not lower in {best.stale} "
+                                               "evaluations since (train.patience)", highlight=False)
+                    n_steps = done
+                    if bar is not None:
+                        progress.update(bar, total=done)
             if done % spec.checkpoint_every == 0 and done < n_steps:
                 accelerator.wait_for_everyone()
                 if accelerator.is_main_process:
                     _save_checkpoint(ckpt_dir, done, raw_model, optimizer, scheduler,
                                      {"step": done, "tokens": tokens, "seen": seen, "shared": shared, "flops": flops,
-                                      "loss": loss_value, "elapsed": elapsed})
+                                      "loss": loss_value, "elapsed": elapsed,
+                                      "best": [best.loss, best.step, best.stale]})
                 accelerator.wait_for_everyone()
+            if done == n_steps:
+                break
+        if spec.keep_best and best.step and best.step != n_steps and best.path.exists():
+            best.restore(raw_model)
+            if progress is not None:
+                progress.console.print(f"{label}: kept the weights of step {best.step}: held-out loss {best.loss:.4f}, "
+                                       f"{eval_loss:.4f} at step {n_steps} (train.keep_best)", highlight=False)
+            eval_loss = best.loss
+            if accelerator.is_main_process:
+                logger.log({"stage": stage, "task": task, "split": "best", "step": best.step, "loss": best.loss,
+                            "tokens": tokens, "time": elapsed_before + time.perf_counter() - t0})
 
     wall = elapsed_before + time.perf_counter() - t0
     accelerator.free_memory()
