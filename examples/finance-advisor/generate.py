@@ -487,6 +487,19 @@ def with_prefix(prefix: str, text: str) -> str:
     return prefix + text
 
 
+class Deck:
+    """Draws items in shuffled rounds: each once before any twice (balanced topics)."""
+
+    def __init__(self, items: list, rng: random.Random):
+        self.items, self.rng, self.left = list(items), rng, []
+
+    def draw(self):
+        if not self.left:
+            self.left = self.items[:]
+            self.rng.shuffle(self.left)
+        return self.left.pop()
+
+
 def unique(rng: random.Random, make, n: int, seen: dict, key=lambda r: r) -> list:
     """Call make(rng) until n records with keys not in `seen` (a dict used as an ordered set)."""
     out, tries = [], 0
@@ -1659,13 +1672,20 @@ def customer_service(n_train: int = 240, n_heldout: int = 24) -> tuple[list[dict
     bank_accounts = tool_dialogues.accounts(BANK_SQL)
 
     def make(pairs, account_rows):
+        # every FAQ page about equally often: drawn at random, the Sunday page answered 14 training
+        # questions and the Saturday one 4, and the demo's Saturday question got the Sunday answer
+        by_page: dict = {}
+        for q, a in pairs:
+            by_page.setdefault(a, []).append((q, a))
+        deck = Deck(list(by_page.values()), random.Random(f"{SEED}-cs-deck-{len(pairs)}"))
+
         def one(r: random.Random) -> dict:
             kind = r.random()
             if kind < 0.3:
                 return tool_dialogues.account_question(r, TOOLS, account_rows)
             messages: list = []
             if kind < 0.65:
-                q, a = r.choice(pairs)
+                q, a = r.choice(deck.draw())
                 tool_dialogues.knowledge_turn(TOOLS, messages, with_prefix(r.choice(CS_PREFIXES), q), a)
                 if r.random() < 0.3:
                     q2, a2 = r.choice([p for p in pairs if p[1] != a])
@@ -1674,7 +1694,7 @@ def customer_service(n_train: int = 240, n_heldout: int = 24) -> tuple[list[dict
             fact, facts, (intro, ack) = introduction(r, ["name", "loan", "account", "city"])
             messages += [{"role": "user", "content": intro}, {"role": "assistant", "content": ack}]
             if r.random() < 0.75:
-                tool_dialogues.knowledge_turn(TOOLS, messages, *r.choice(pairs))
+                tool_dialogues.knowledge_turn(TOOLS, messages, *r.choice(deck.draw()))
             else:
                 tool_dialogues.account_turn(r, TOOLS, messages, account_rows)
             questions, answer = RECALL[r.choice(["name", "name", fact])]
@@ -1723,27 +1743,37 @@ def adv_calculation_tool(rng):
 # Weighted by how much there is to learn: loans are one pattern, compound interest adds the
 # compounding frequency, calculations are six kinds of question with six expressions.
 ADVISOR_KINDS = [adv_loan_tool] * 3 + [adv_compound_tool] * 4 + [adv_calculation_tool] * 8
+# Training draws loans twice as often as held-out data does: the calculator is what the model
+# falls back to for any question with numbers, and with loans at a fifth of the data it wrote
+# `calculator("46000 * 3")` for 25 of 28 held-out loan questions (seed 0). Measured on seed 0's
+# backbone, the advisor adapter alone (36 steps, 120 held-out): tool_call_exact 0.55 -> 0.78,
+# loans 25 -> 7 wrong; halving the hand-offs as well gave 0.73 (within noise: kept at 60).
+ADVISOR_TRAIN_KINDS = [adv_loan_tool] * 6 + [adv_compound_tool] * 4 + [adv_calculation_tool] * 8
 
 
 def advisor(n_train: int = 360, n_heldout: int = 24) -> tuple[list[dict], list[dict]]:
     rng = random.Random(f"{SEED}-advisor")
 
-    def make(r: random.Random) -> dict:
-        made = r.choice(ADVISOR_KINDS)(r)  # the task's system prompt and tools come from the recipe
-        if r.random() < 0.2:  # the customer says who they are first: the arguments stay the same
-            first = made["messages"][0]
-            first["content"] = with_prefix(r.choice(ADVISOR_GREETINGS).format(name=r.choice(NAMES)), first["content"])
-        return made
+    def maker(kinds):
+        def make(r: random.Random) -> dict:
+            made = r.choice(kinds)(r)  # the task's system prompt and tools come from the recipe
+            if r.random() < 0.2:  # the customer says who they are first: the arguments stay the same
+                first = made["messages"][0]
+                first["content"] = with_prefix(r.choice(ADVISOR_GREETINGS).format(name=r.choice(NAMES)),
+                                               first["content"])
+            return made
+        return make
 
+    held_make, train_make = maker(ADVISOR_KINDS), maker(ADVISOR_TRAIN_KINDS)
     seen: dict = {tuple(DEMO_CHAT + [DEMO_TOOL_QUESTION]): True}
-    heldout = unique(rng, make, n_heldout, seen, user_turns)
-    train = unique(rng, make, n_train, seen, user_turns)
+    heldout = unique(rng, held_make, n_heldout, seen, user_turns)
+    train = unique(rng, train_make, n_train, seen, user_turns)
     more = random.Random(f"{SEED}-advisor-more")
-    heldout += unique(more, make, N_HELDOUT - n_heldout - N_HANDOFF_HELDOUT, seen, user_turns)
+    heldout += unique(more, held_make, N_HELDOUT - n_heldout - N_HANDOFF_HELDOUT, seen, user_turns)
     # the demo's shape: customer service answered first, then the customer asks for a figure
     handed = random.Random(f"{SEED}-advisor-handoff")
     accounts_ = tool_dialogues.accounts(BANK_SQL)
-    for part, n in (("train", N_HANDOFF_TRAIN), ("heldout", N_HANDOFF_HELDOUT)):
+    for part, n, make in (("train", N_HANDOFF_TRAIN, train_make), ("heldout", N_HANDOFF_HELDOUT, held_make)):
         pairs = faq_pairs(part)
         records = unique(handed, lambda r: handed_over(cs_context(r, pairs, accounts_), make(r)), n, seen,
                          user_turns)
