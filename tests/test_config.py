@@ -106,3 +106,15 @@ def test_a_recipe_without_a_name_is_named_after_its_file(tmp_path):
     r = load_recipe(p)
     assert r.name == "news-topics"
     assert r.train.epochs is None and r.train.min_steps == 120 and r.train.keep_best  # the adaptive defaults
+
+
+def test_classifier_auto_is_embedding_for_classification_in_finetune_only(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text("stages:\n  - stage: finetune\n    tasks:\n"
+                 "      - {name: topic, data: {path: t.jsonl, format: classification}}\n"
+                 "      - {name: qa, data: {path: q.jsonl, format: instruction}}\n"
+                 "      - {name: own, classifier: generative, data: {path: t.jsonl, format: classification}}\n"
+                 "  - stage: crosstask\n    tasks:\n"
+                 "      - {name: late, data: {path: t.jsonl, format: classification}}\n")
+    tasks = {t.name: t.classifier for s in load_recipe(p).stages for t in s.tasks}
+    assert tasks == {"topic": "embedding", "qa": "generative", "own": "generative", "late": "generative"}

@@ -58,7 +58,7 @@ RECIPE = textwrap.dedent("""\
         data: [{{path: data/corpus.txt, format: text}}]
       - stage: finetune
         tasks:
-          - {{name: intent, data: {{path: data/intent.jsonl, format: classification}}}}
+          - {{name: intent, classifier: generative, data: {{path: data/intent.jsonl, format: classification}}}}
           - {{name: qa, data: {{path: data/qa.jsonl, format: instruction}}}}
       - stage: dialogue
         data: [{{path: data/dialogues.jsonl, format: chat}}]
@@ -225,8 +225,8 @@ def test_eval_label_never_seen_in_training(recipe_path, tmp_path):
     held = tmp_path / "data" / "intent_held.jsonl"
     held.write_text(json.dumps({"text": "open an account", "label": "open_account"}) + "\n")
     text = recipe_path.read_text().replace(
-        "{name: intent, data: {path: data/intent.jsonl, format: classification}}",
-        "{name: intent, data: {path: data/intent.jsonl, format: classification}, "
+        "{name: intent, classifier: generative, data: {path: data/intent.jsonl, format: classification}}",
+        "{name: intent, classifier: generative, data: {path: data/intent.jsonl, format: classification}, "
         "eval_data: {path: data/intent_held.jsonl, format: classification}}")
     recipe_path.write_text(text)
     with pytest.raises(DataError, match=r"intent_held.jsonl:1: label 'open_account' never appears"):

@@ -360,7 +360,7 @@ def train_loop(model, train: list[Example], eval_examples: list[Example], spec: 
                 best.update(eval_loss, done, raw_model, save=spec.keep_best and not last and accelerator.is_main_process)
                 accelerator.wait_for_everyone()
                 if spec.patience and best.stale >= spec.patience and not last:
-                    if progress is not None:
+                    if progress is not None and accelerator.is_main_process:
                         progress.console.print(f"{label}: stopped early at step {done} of {n_steps}: held-out loss "
                                                f"{best.loss:.4f} at step {best.step}, not lower in {best.stale} "
                                                "evaluations since (train.patience)", highlight=False)
@@ -379,7 +379,7 @@ def train_loop(model, train: list[Example], eval_examples: list[Example], spec: 
                 break
         if spec.keep_best and best.step and best.step != n_steps and best.path.exists():
             best.restore(raw_model)
-            if progress is not None:
+            if progress is not None and accelerator.is_main_process:
                 progress.console.print(f"{label}: kept the weights of step {best.step}: held-out loss {best.loss:.4f}, "
                                        f"{eval_loss:.4f} at step {n_steps} (train.keep_best)", highlight=False)
             eval_loss = best.loss
