@@ -165,10 +165,12 @@ class Engine:
 
     def _fail_all(self, err: BaseException, new: list[Generation] = ()) -> None:
         gens = {id(r.gen): r.gen for r in self.rows} | {id(g): g for g in new}
-        for gen in gens.values():
-            _safe_emit(gen, Failed(err))
-        self.rows = []
-        self.batch.reset()
+        self.rows = []  # before the clients hear of it: a client that got its error sees no running row
+        try:
+            self.batch.reset()
+        finally:
+            for gen in gens.values():
+                _safe_emit(gen, Failed(err))
 
     def _run_job(self, fn, task, future) -> None:
         if not future.set_running_or_notify_cancel():
