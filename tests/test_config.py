@@ -118,3 +118,13 @@ def test_classifier_auto_is_embedding_for_classification_in_finetune_only(tmp_pa
                  "      - {name: late, data: {path: t.jsonl, format: classification}}\n")
     tasks = {t.name: t.classifier for s in load_recipe(p).stages for t in s.tasks}
     assert tasks == {"topic": "embedding", "qa": "generative", "own": "generative", "late": "generative"}
+
+
+def test_unset_lr_depends_on_the_method(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text("stages:\n  - stage: pretrain\n    data: [{path: c.txt, format: text}]\n")
+    lora = load_recipe(p)
+    assert lora.train.lr is None and lora.stage_train(lora.stages[0]).lr == 1e-3
+    full = load_recipe(p, ["method=full"])
+    assert full.stage_train(full.stages[0]).lr == 5e-5
+    assert load_recipe(p, ["train.lr=3e-4"]).stage_train(lora.stages[0]).lr == 3e-4

@@ -44,9 +44,16 @@ class LoraSpec(_Strict):
         "at the lowest adapted layer: measured 1.4x training tokens/s with the top half of SmolLM2-135M.")
 
 
+DEFAULT_LR = {"lora": 1e-3, "full": 5e-5}  # TrainSpec.lr unset
+
+
 class TrainSpec(_Strict):
     max_length: int = Field(1024, ge=16, description="Longest example in tokens; also the packing budget.")
-    lr: float = Field(2e-4, gt=0, description="Peak learning rate (cosine schedule after warm-up).")
+    lr: float | None = Field(
+        None, gt=0, description="Peak learning rate (cosine schedule after warm-up). Unset: 1e-3 with LoRA, "
+        "5e-5 with method full. Measured with LoRA on 100 records of bench/small_data.py's topics, the "
+        "model writing the label, 16 steps: held-out accuracy 0.615 at 2e-4 (the earlier default), 0.92 at "
+        "1e-3, 0.98 at 3e-3 (one size, one seed: 1e-3 is the cautious pick).")
     epochs: float | None = Field(
         None, gt=0, description="Passes over the stage's data. Unset: one pass, or more on a small dataset, as many "
         "as `min_steps` needs (at most `max_auto_epochs`): a few hundred records are 10-20 steps a pass, too few "
@@ -223,6 +230,8 @@ class Recipe(_Strict):
     def stage_train(self, stage, extra: dict | None = None) -> TrainSpec:
         """The global train options with the stage's overrides (and `extra`) applied."""
         merged = {**self.train.model_dump(), **stage.train, **(extra or {})}
+        if merged.get("lr") is None:
+            merged["lr"] = DEFAULT_LR[self.method]
         try:
             return TrainSpec(**merged)
         except ValidationError as err:

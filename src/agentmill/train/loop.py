@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from agentmill.config import TrainSpec
+from agentmill.config import DEFAULT_LR, TrainSpec
 from agentmill.data.pack import SharedPrefixes, collate, pack, row_drops, shared_prefixes
 from agentmill.data.render import Example
 from agentmill.errors import AgentmillError
@@ -293,7 +293,8 @@ def train_loop(model, train: list[Example], eval_examples: list[Example], spec: 
     best = _Best(ckpt_dir / "best.safetensors")
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay, betas=(0.9, 0.95))
+    lr = spec.lr if spec.lr is not None else DEFAULT_LR["lora"]  # recipes resolve it by method (stage_train)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=spec.weight_decay, betas=(0.9, 0.95))
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(spec.warmup_ratio * n_steps), n_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     raw_model = accelerator.unwrap_model(model)
