@@ -1671,9 +1671,7 @@ def customer_service(n_train: int = 240, n_heldout: int = 24) -> tuple[list[dict
     rng = random.Random(f"{SEED}-cs")
     bank_accounts = tool_dialogues.accounts(BANK_SQL)
 
-    def make(pairs, account_rows, accounts: float = 0.3):
-        """Conversations: an account question (share `accounts`), policy questions (0.35), or an
-        introduction, a question and a recall."""
+    def make(pairs, account_rows):
         # every FAQ page about equally often: drawn at random, the Sunday page answered 14 training
         # questions and the Saturday one 4, and the demo's Saturday question got the Sunday answer
         by_page: dict = {}
@@ -1683,10 +1681,10 @@ def customer_service(n_train: int = 240, n_heldout: int = 24) -> tuple[list[dict
 
         def one(r: random.Random) -> dict:
             kind = r.random()
-            if kind < accounts:
+            if kind < 0.3:
                 return tool_dialogues.account_question(r, TOOLS, account_rows)
             messages: list = []
-            if kind < accounts + 0.35:
+            if kind < 0.65:
                 q, a = r.choice(deck.draw())
                 tool_dialogues.knowledge_turn(TOOLS, messages, with_prefix(r.choice(CS_PREFIXES), q), a)
                 if r.random() < 0.3:

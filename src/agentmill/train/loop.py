@@ -134,25 +134,20 @@ class _Best:
     step: int = 0
     stale: int = 0  # evaluations since the best one
 
-    def update(self, loss: float, step: int, model, save: bool) -> bool:
-        """Record an evaluation; True when it is the new best."""
+    def update(self, loss: float, step: int, model, save: bool) -> None:
+        """Record an evaluation; with `save`, write the weights when it is the new best."""
         if not loss < self.loss:
             self.stale += 1
-            return False
+            return
         self.loss, self.step, self.stale = loss, step, 0
         if save:
-            trainable = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
             tmp = self.path.with_suffix(".tmp")
             tmp.parent.mkdir(parents=True, exist_ok=True)
-            save_file(trainable, str(tmp))
+            _save_trainable(model, tmp)
             os.replace(tmp, self.path)
-        return True
 
     def restore(self, model) -> None:
-        params = dict(model.named_parameters())
-        with torch.no_grad():
-            for n, t in load_file(str(self.path)).items():
-                params[n].copy_(t)
+        _load_trainable(model, self.path)
 
 
 def row_loss(model, batch: dict) -> tuple[torch.Tensor, int, int]:
@@ -244,8 +239,7 @@ def _save_checkpoint(ckpt_dir: Path, step: int, model, optimizer, scheduler, ext
     tmp = ckpt_dir / f"step-{step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    trainable = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
-    save_file(trainable, str(tmp / "trainable.safetensors"))
+    _save_trainable(model, tmp / "trainable.safetensors")
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": torch.get_rng_state(), "step": step}, tmp / "state.pt")
     (tmp / "progress.json").write_text(json.dumps(extra))
@@ -255,8 +249,13 @@ def _save_checkpoint(ckpt_dir: Path, step: int, model, optimizer, scheduler, ext
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
-    trainable = load_file(str(path / "trainable.safetensors"))
+def _save_trainable(model, path: Path) -> None:
+    """The parameters that train (safetensors), as the checkpoints and the best weights keep them."""
+    save_file({n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}, str(path))
+
+
+def _load_trainable(model, path: Path) -> None:
+    trainable = load_file(str(path))
     params = dict(model.named_parameters())
     missing = [n for n in trainable if n not in params]
     if missing:
@@ -264,6 +263,10 @@ def _load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
     with torch.no_grad():
         for n, t in trainable.items():
             params[n].copy_(t)
+
+
+def _load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
+    _load_trainable(model, path / "trainable.safetensors")
     state = torch.load(path / "state.pt", weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
