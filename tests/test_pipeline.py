@@ -384,3 +384,24 @@ def test_lora_top_layers_adapts_only_the_top_decoder_layers(recipe_path, tokeniz
     assert adapted == {n_layers - 1}
     everywhere = load_recipe(recipe_path)
     assert lora_config(everywhere, model).layers_to_transform is None
+
+
+def test_general_tool_use_is_trained_and_scored_on_unseen_tools(recipe_path, tmp_path):
+    out = tmp_path / "runs" / "general-tools"
+    train_recipe(load_recipe(recipe_path, ["stages.3.tool_use=general", "stages.3.tool_use_records=12",
+                                           "stages.3.tool_use_heldout=6", "stages.3.tasks.0.tool_use=general"]), out)
+    crosstask = json.loads((out / "manifest.json").read_text())["stages"][3]
+    keys = {"unseen_tool_exact", "no_tool_when_none_fits", "tool_call_parsed", "unseen_tool_records",
+            "none_fits_records"}
+    for measured in (crosstask["before"]["tool_use"], crosstask["after"]["tool_use"],
+                     crosstask["per_task"]["cs"]["after"], crosstask["per_task"]["tutor"]["after"]):
+        assert keys <= set(measured)
+        assert measured["unseen_tool_records"] + measured["none_fits_records"] == 6
+        assert 0.0 <= measured["unseen_tool_exact"] <= 1.0
+    # the calls the untrained tiny model starts are decoded within the offered schemas
+    assert crosstask["after"]["tool_use"]["tool_call_parsed"] == 1.0
+
+
+def test_tool_use_outside_crosstask_is_refused(recipe_path):
+    with pytest.raises(AgentmillError, match="'qa': tool_use is a crosstask-stage option"):
+        load_recipe(recipe_path, ["stages.1.tasks.1.tool_use=general"])

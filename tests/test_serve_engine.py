@@ -165,3 +165,22 @@ def test_incremental_text():
     assert out == [("hello ", False), ("", False), ("", True)] and stops.text.startswith("hello END")
     stops = StopStrings(["END"])
     assert stops.push("abE") == ("ab", False) and stops.flush() == "E"
+
+
+def test_a_call_opened_in_the_prompt_is_finished_within_the_tools_schemas(engine, run):
+    """tool_choice forces `<tool_call>\\n{"name": "` into the prompt: the untrained model then
+    writes only what the call grammar allows: an offered name, its enum values, the closing tag."""
+    from agentmill.agent.toolcall import parse_tool_calls
+
+    tools = [{"type": "function", "function": {"name": "set_mode", "parameters": {
+        "type": "object", "required": ["mode"], "properties": {"mode": {"type": "string", "enum": ["eco", "boost"]}}}}}]
+    written = '<tool_call>\n{"name": "'
+    stream = SyncStream()
+    ids = ids_of(run, "mode?") + run.tokenizer(written, add_special_tokens=False)["input_ids"]
+    engine.submit(Generation(ids, stream.emit, adapter="t1", max_new_tokens=40, tools=tools, written=written))
+    text, end = collect(stream)
+    _, [call] = parse_tool_calls(written + text)
+    assert call.call is not None, text
+    assert call.call["function"]["name"] == "set_mode"
+    assert call.call["function"]["arguments"]["mode"] in ("eco", "boost")
+    assert "</tool_call>" in text

@@ -121,6 +121,12 @@ class TaskSpec(_Strict):
         "finetune and 0.73 after two more stages (generative); a news-topic set built here, 400 held-out, "
         "0.93 / 0.94 / 0.95 from 100 / 500 / 2,000 records (bench/small_data.py).")
 
+    tool_use: Literal["none", "general"] = Field(
+        "none", description="crosstask: general also trains this task's own adapter (per_task) on generated "
+        "general tool-use records (data/toolgen.py: many domains, every JSON-schema type, one to four tools "
+        "offered, some questions no offered tool fits), so it calls tools it never saw, such as an API "
+        "request's own `tools`. Set it on the stage to teach the shared backbone instead.")
+
     @model_validator(mode="after")
     def _classifier_needs_labels(self):
         if self.classifier == "embedding" and self.data.format != "classification":
@@ -185,6 +191,15 @@ class CrosstaskStage(_StageBase):
         "classification LoRA adapter of the language model (0.56-0.78 in the quick profile, 56 s to train).")
     router_train: dict[str, Any] = Field(default_factory=dict, description="Train overrides for the router "
                                          "(router_kind adapter).")
+    tool_use: Literal["none", "general"] = Field(
+        "none", description="general: mix generated general tool-use records (data/toolgen.py) into the stage's "
+        "shared adapter, merged into the backbone, so every task and the backbone itself can call tools they "
+        "never trained on (an API request's own `tools`). Scored after the stage on tools of other domains "
+        "than training's: unseen_tool_exact, no_tool_when_none_fits.")
+    tool_use_records: int = Field(600, ge=1, description="general tool use: generated training records "
+                                  "(for the stage, and again for each task with tool_use: general).")
+    tool_use_heldout: int = Field(150, ge=1, description="general tool use: generated held-out records, all of "
+                                  "tools that training never shows.")
 
 
 Stage = Annotated[Union[PretrainStage, FinetuneStage, DialogueStage, CrosstaskStage], Field(discriminator="stage")]
@@ -215,6 +230,8 @@ class Recipe(_Strict):
                     raise ValueError(f"task name '{task.name}' is used twice")
                 if task.classifier == "embedding" and stage.stage != "finetune":
                     raise ValueError(f"task '{task.name}': classifier: embedding is a finetune-stage option")
+                if task.tool_use != "none" and stage.stage != "crosstask":
+                    raise ValueError(f"task '{task.name}': tool_use is a crosstask-stage option")
                 if task.classifier == "auto":
                     fits = stage.stage == "finetune" and task.data.format == "classification"
                     task.classifier = "embedding" if fits else "generative"

@@ -64,14 +64,30 @@ def evaluate_task(model, tokenizer, fmt: str, records: list[Record], spec: Train
     `decoder`: the run's `DecoderWeights`: answers are generated with them, as serve and chat
     generate (the adapter stays unmerged: the decoder applies it); scores and losses still come
     from the model's own forward."""
-    records = capped(records, spec)
+    with scoring(model, accelerator, decoder):
+        return _evaluate(model, tokenizer, fmt, capped(records, spec), spec, labels, accelerator, generate, decoder)
+
+
+@torch.no_grad()
+def evaluate_general_tools(model, tokenizer, records: list[Record], accelerator=None, decoder=None,
+                           constrain: bool = True) -> dict:
+    """General tool use on generated held-out records (eval/tooluse.py), scored as a task is."""
+    from agentmill.eval.tooluse import evaluate_general_tool_use
+
+    with scoring(model, accelerator, decoder):
+        return evaluate_general_tool_use(model, tokenizer, records, decoder=decoder, constrain=constrain)
+
+
+@contextlib.contextmanager
+def scoring(model, accelerator=None, decoder=None):
+    """Eval mode, the run's precision (bf16 autocast) as `agentmill eval` uses it, and a LoRA
+    adapter merged for speed unless a decoder applies it; everything restored after."""
     was_training = model.training
     model.eval()
-    # the run's precision (bf16 autocast) for scoring and generation too, as `agentmill eval` does
     precision = accelerator.autocast() if accelerator is not None else contextlib.nullcontext()
     try:
         with precision, (merged_lora(model) if decoder is None else contextlib.nullcontext()):
-            return _evaluate(model, tokenizer, fmt, records, spec, labels, accelerator, generate, decoder)
+            yield
     finally:
         model.train(was_training)
 

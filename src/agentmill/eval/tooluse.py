@@ -167,3 +167,35 @@ def _call_text(call: dict) -> str:
         arguments = json.dumps(arguments)
     return f'<tool_call>\n{{"name": "{function["name"]}", "arguments": {arguments}}}\n</tool_call>'
 
+
+
+def evaluate_general_tool_use(model, tokenizer, records: list[Record], decoder=None,
+                              prefix: str = "unseen", constrain: bool = True) -> dict[str, float]:
+    """General tool use on generated records (data/toolgen.py), each asking one question with its
+    own tools: `{prefix}_tool_exact` over the records whose answer is a call (the same call,
+    schema defaults filled in), `no_tool_when_none_fits` over those where no offered tool fits
+    (the answer calls nothing), and `tool_call_parsed`: the share of calls written that parse
+    into an offered tool's name with a JSON object of arguments. `constrain`: calls decoded
+    within the offered schemas (model/constrain.py), as every generation path does by default."""
+    if not records:
+        return {}
+    prompts = [r.messages[:-1] for r in records]
+    golds = [r.messages[-1] for r in records]
+    budget = answer_budget(tokenizer, [_call_text(g["tool_calls"][0]) if g.get("tool_calls") else g["content"]
+                                       for g in golds])
+    outputs = generate_batch(model, tokenizer, prompts, tools=[r.tools for r in records], batch_size=32,
+                             decoder=decoder, max_new_tokens=budget, constrain=constrain)
+    exact, none, written, parsed = [], [], 0, 0
+    for out, gold, r in zip(outputs, golds, records):
+        _, calls = parse_tool_calls(out)
+        offered = {t["function"]["name"] for t in r.tools or []}
+        written += len(calls)
+        parsed += sum(c.call is not None and c.call["function"]["name"] in offered for c in calls)
+        if gold.get("tool_calls"):
+            exact.append(same_call(calls[0].call if calls else None, gold["tool_calls"][0], r.tools))
+        else:
+            none.append(not calls)
+    metrics = {f"{prefix}_tool_exact": mean(exact), "no_tool_when_none_fits": mean(none),
+               "tool_call_parsed": parsed / written if written else 1.0,
+               f"{prefix}_tool_records": float(len(exact)), "none_fits_records": float(len(none))}
+    return metrics

@@ -12,6 +12,9 @@ active is the caller's business (`RunModel.use_task`).
 decode with model/decoder.py on the calling thread: on an AMX Xeon (2 cores, bf16) 2x the tokens/s
 of `model.generate`, whose streaming thread also pays for a second OpenMP team (see decoder.py).
 Greedy answers are the same tokens up to the int8 rounding where int8 weights are in use.
+
+Given `tools`, a tool call the model starts is decoded within the offered tools' schemas
+(model/constrain.py); `constrain=False` decodes it freely.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 
 from agentmill.data.render import end_of_turn_id, render
 from agentmill.model.attention import packed_attention
+from agentmill.model.constrain import CallConstraint, ConstrainedLogits, constraints_for
 from agentmill.model.decoder import Decoder, active_adapter, pick_token, sampling_rng
 
 
@@ -85,7 +89,8 @@ class _Cancel:
 
 
 def _decode_stream(decoder, tokenizer, ids: list[int], adapter: str, max_new_tokens: int,
-                   temperature: float, top_p: float, seed: int | None) -> Iterator[str]:
+                   temperature: float, top_p: float, seed: int | None,
+                   constraint: CallConstraint | None = None) -> Iterator[str]:
     """The fast decoder's answer to prompt `ids`, yielded as text grows (special tokens skipped)."""
     rng = sampling_rng(temperature, seed)
     stops = set(_stop_ids(tokenizer))
@@ -94,9 +99,13 @@ def _decode_stream(decoder, tokenizer, ids: list[int], adapter: str, max_new_tok
     new: list[int] = []
     shown = ""
     while len(new) < max_new_tokens:
+        if constraint is not None:
+            constraint.mask(logits)
         token = pick_token(logits, temperature, top_p, rng)
         if token in stops:
             break
+        if constraint is not None:
+            constraint.advance(token)
         new.append(token)
         text = tokenizer.decode(new, skip_special_tokens=True)
         if not text.endswith("\ufffd") and text.startswith(shown):  # not in the middle of a character
@@ -112,7 +121,7 @@ def _decode_stream(decoder, tokenizer, ids: list[int], adapter: str, max_new_tok
 
 def generate_stream(model, tokenizer, messages: list[dict], max_new_tokens: int = 256, temperature: float = 0.0,
                     top_p: float = 1.0, seed: int | None = None, tools: list[dict] | None = None,
-                    decoder=None) -> Iterator[str]:
+                    decoder=None, constrain: bool = True) -> Iterator[str]:
     """Yield the answer's text as it is generated (special tokens skipped).
 
     With `decoder` (the run's `DecoderWeights`) and one plain adapter active (or none), the fast
@@ -120,12 +129,14 @@ def generate_stream(model, tokenizer, messages: list[dict], max_new_tokens: int 
     `TextIteratorStreamer`; an exception there is re-raised here. Closing the iterator early
     stops the generation either way.
     """
-    from transformers import StoppingCriteriaList, TextIteratorStreamer
+    from transformers import LogitsProcessorList, StoppingCriteriaList, TextIteratorStreamer
 
     ids = _prompt_ids(tokenizer, messages, tools)
+    constraint = CallConstraint(tokenizer, tools) if tools and constrain else None
     adapter = active_adapter(model) if decoder is not None else None
     if adapter is not None:  # (the decoder's join/step run without autograd themselves)
-        yield from _decode_stream(decoder, tokenizer, ids, adapter, max_new_tokens, temperature, top_p, seed)
+        yield from _decode_stream(decoder, tokenizer, ids, adapter, max_new_tokens, temperature, top_p, seed,
+                                  constraint)
         return
     device = _device(model)
     input_ids = torch.tensor([ids], device=device)
@@ -137,6 +148,8 @@ def generate_stream(model, tokenizer, messages: list[dict], max_new_tokens: int 
     kwargs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
                   eos_token_id=_stop_ids(tokenizer), pad_token_id=_pad_id(tokenizer), streamer=streamer,
                   stopping_criteria=StoppingCriteriaList([cancel]), **_sampling_kwargs(temperature, top_p))
+    if constraint is not None:
+        kwargs["logits_processor"] = LogitsProcessorList([ConstrainedLogits([constraint])])
 
     def work():
         try:
@@ -167,12 +180,12 @@ def generate_stream(model, tokenizer, messages: list[dict], max_new_tokens: int 
 @torch.no_grad()
 def generate(model, tokenizer, messages: list[dict], max_new_tokens: int = 256, temperature: float = 0.0,
              top_p: float = 1.0, seed: int | None = None, stream: bool = False,
-             tools: list[dict] | None = None, decoder=None) -> str:
+             tools: list[dict] | None = None, decoder=None, constrain: bool = True) -> str:
     """The whole answer as one string (special tokens skipped); `decoder` as in `generate_stream`."""
     if stream or (decoder is not None and active_adapter(model) is not None):
         return "".join(generate_stream(model, tokenizer, messages, max_new_tokens=max_new_tokens,
                                        temperature=temperature, top_p=top_p, seed=seed, tools=tools,
-                                       decoder=decoder))
+                                       decoder=decoder, constrain=constrain))
     ids = _prompt_ids(tokenizer, messages, tools)
     input_ids = torch.tensor([ids], device=_device(model))
     if seed is not None:
@@ -181,6 +194,7 @@ def generate(model, tokenizer, messages: list[dict], max_new_tokens: int = 256, 
     with _eval_mode(model):
         out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
                              max_new_tokens=max_new_tokens, eos_token_id=stops, pad_token_id=_pad_id(tokenizer),
+                             **_constrained(tokenizer, [tools] if constrain else [None]),
                              **_sampling_kwargs(temperature, top_p))
     new = _cut(out[0, len(ids):].tolist(), stops)
     return tokenizer.decode(new, skip_special_tokens=True)
@@ -188,7 +202,8 @@ def generate(model, tokenizer, messages: list[dict], max_new_tokens: int = 256, 
 
 @torch.no_grad()
 def generate_batch(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 64,
-                   batch_size: int = 16, tools: list[list[dict] | None] | None = None, decoder=None) -> list[str]:
+                   batch_size: int = 16, tools: list[list[dict] | None] | None = None, decoder=None,
+                   constrain: bool = True) -> list[str]:
     """Greedy answers to many conversations, in order; batches of similar length.
 
     `tools`: the tool schemas shown with each conversation (None: no tools).
@@ -209,15 +224,18 @@ def generate_batch(model, tokenizer, conversations: list[list[dict]], max_new_to
     with _eval_mode(model):
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
+            rows_tools = [tools[i] if constrain else None for i in idx]
             if adapter is not None:
-                answers = _decoder_batch(decoder, [prompts[i] for i in idx], adapter, max_new_tokens, set(stops), pad)
+                answers = _decoder_batch(decoder, [prompts[i] for i in idx], adapter, max_new_tokens, set(stops), pad,
+                                         constraints_for(tokenizer, rows_tools))
                 for i, new in zip(idx, answers):
                     results[i] = tokenizer.decode(new, skip_special_tokens=True)
                 continue
             input_ids, mask, cache = _shared_prefix_batch(model, [prompts[i] for i in idx], pad, device)
             cache_kwargs = {_cache_kwarg(model): cache} if cache is not None else {}
             out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                 eos_token_id=stops, pad_token_id=pad, **cache_kwargs, **_sampling_kwargs(0.0, 1.0))
+                                 eos_token_id=stops, pad_token_id=pad, **cache_kwargs,
+                                 **_constrained(tokenizer, rows_tools), **_sampling_kwargs(0.0, 1.0))
             width = input_ids.shape[1]
             for row, i in enumerate(idx):
                 new = _cut(out[row, width:].tolist(), stops)
@@ -225,19 +243,34 @@ def generate_batch(model, tokenizer, conversations: list[list[dict]], max_new_to
     return results
 
 
+def _constrained(tokenizer, tools: list[list[dict] | None]) -> dict:
+    """`model.generate` kwargs holding each row's tool calls to its tools (none without tools)."""
+    if not any(tools):
+        return {}
+    from transformers import LogitsProcessorList
+
+    return {"logits_processor": LogitsProcessorList([ConstrainedLogits(constraints_for(tokenizer, tools))])}
+
+
 def _decoder_batch(decoder, prompts: list[list[int]], adapter: str, max_new_tokens: int, stops: set[int],
-                   pad: int) -> list[list[int]]:
+                   pad: int, constraints: list[CallConstraint | None] | None = None) -> list[list[int]]:
     """Greedy new tokens of each prompt with the fast decoder; finished rows leave the batch."""
     batch = Decoder(decoder, pad)
     logits = batch.join(prompts, [adapter] * len(prompts))
     new: list[list[int]] = [[] for _ in prompts]
     alive = list(range(len(prompts)))
+    constraints = constraints or [None] * len(prompts)
     while True:
+        for row, i in enumerate(alive):
+            if constraints[i] is not None:
+                constraints[i].mask(logits[row])
         tokens = logits.argmax(-1).tolist()
         keep = []
         for row, (i, token) in enumerate(zip(alive, tokens)):
             if token in stops:
                 continue
+            if constraints[i] is not None:
+                constraints[i].advance(token)
             new[i].append(token)
             if len(new[i]) < max_new_tokens:
                 keep.append(row)

@@ -57,11 +57,12 @@ def text_of(content) -> str:
     return content or ""
 
 
-def submit(state, ids: list[int], target, body, max_new: int) -> tuple[Generation, AsyncStream]:
+def submit(state, ids: list[int], target, body, max_new: int, plan=None) -> tuple[Generation, AsyncStream]:
     temperature = state.settings.default_temperature if body.temperature is None else body.temperature
     stream = AsyncStream()
     gen = state.engine.submit(Generation(ids, stream.emit, target.adapter, max_new, temperature, body.top_p,
-                                         body.seed, body.stop_list()))
+                                         body.seed, body.stop_list(), tools=plan.tools if plan else None,
+                                         written=plan.forced if plan else ""))
     return gen, stream
 
 
@@ -79,7 +80,7 @@ async def chat_completion(state, body, slot):
         ids = state.run.tokenizer(prompt_text + plan.forced, add_special_tokens=False)["input_ids"]
         max_new = answer_budget(len(ids), body.max_completion_tokens or body.max_tokens, state.context,
                                 state.settings.max_tokens_cap, "messages")
-        gen, stream = submit(state, ids, target, body, max_new)
+        gen, stream = submit(state, ids, target, body, max_new, plan)
     except BaseException:
         slot.release()
         raise

@@ -31,6 +31,7 @@ from collections.abc import Callable
 
 import torch
 
+from agentmill.model.constrain import CallConstraint
 from agentmill.model.decoder import pick_token, sampling_rng
 from agentmill.model.generate import _pad_id, _stop_ids
 from agentmill.serve.batch import make_batch
@@ -51,6 +52,7 @@ class _Row:
         self.stops = StopStrings(gen.stop)
         self.done = False
         self.rng = sampling_rng(gen.temperature, gen.seed)
+        self.constraint = CallConstraint(tokenizer, gen.tools, gen.written) if gen.tools else None
 
 
 _NO_TASK = object()
@@ -216,7 +218,11 @@ class Engine:
             if gen.cancelled.is_set():
                 self._finish(row, "cancelled")
                 continue
+            if row.constraint is not None:
+                row.constraint.mask(row_logits)
             token = pick_token(row_logits, gen.temperature, gen.top_p, row.rng)
+            if row.constraint is not None:
+                row.constraint.advance(token)
             row.ids.append(token)
             if token in self.stop_ids:
                 self._finish(row, "stop")

@@ -49,6 +49,8 @@ class Generation:
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    tools: list[dict] | None = None  # offered tools: a call the model writes is held to their schemas
+    written: str = ""  # the answer's text already in the prompt (a call forced open by tool_choice)
 
 
 class AsyncStream:

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 import random
+import time
 
 from agentmill.paths import write_json_atomic
 from agentmill.config import CrosstaskStage
 from agentmill.data.formats import Record
 from agentmill.data.render import Example
-from agentmill.eval.evaluate import encode_records, evaluate_task
+from agentmill.data.toolgen import general_tool_use
+from agentmill.errors import AgentmillError
+from agentmill.eval.evaluate import encode_records, evaluate_general_tools, evaluate_task
+from agentmill.eval.metrics import format_metrics
 from agentmill.train.common import (StageContext, eval_datasets, examples_of, finish_stage, fit_classifier,
                                     keep_result, log_final_eval, replay_examples, replay_stage, stage_dir_of, summary,
                                     train_adapter)
@@ -49,21 +53,30 @@ def run(ctx: StageContext, stage: CrosstaskStage, index: int) -> dict:
         record = replay_stage(ctx, stage_dir)
     else:
         per_task = [examples_of(ctx, [t.data], spec) for t in stage.tasks]
-        train = mix(per_task, [t.weight for t in stage.tasks], stage.temperature, ctx.recipe.seed)
+        weights = [t.weight for t in stage.tasks]
+        eval_examples = [e for t in stage.tasks for e in examples_of(ctx, [t.eval_data or t.data], spec, "heldout")]
+        if stage.tool_use == "general":  # one more "task" in the mixture: calling tools in general
+            per_task.append(general_examples(ctx, stage, spec, "train"))
+            weights.append(1.0)
+            eval_examples += general_examples(ctx, stage, spec, "heldout")
+        train = mix(per_task, weights, stage.temperature, ctx.recipe.seed)
         replayed = replay_examples(ctx, index, stage, len(train), spec)
         train += replayed
-        eval_examples = [e for t in stage.tasks for e in examples_of(ctx, [t.eval_data or t.data], spec, "heldout")]
         # "before" without generation (tool-use metrics of an untrained model are 0 and cost minutes);
         # in per_task mode "after" is measured on each task's own adapter below, not on the shared one
         before = eval_datasets(ctx, ctx.model, heldout, spec, generate=False)
+        if uses_general_tools(stage):
+            before["tool_use"] = score_general_tools(ctx, ctx.model, stage, "before")
         model, result = train_adapter(ctx, stage_dir, train, eval_examples, spec, stage="crosstask")
         after = eval_datasets(ctx, model, heldout, spec) if stage.mode == "shared" else {}
+        if stage.tool_use == "general":
+            after["tool_use"] = score_general_tools(ctx, model, stage, "after the shared adapter")
         adapter = keep_result(ctx, model, stage_dir)
         record = finish_stage(stage_dir, {"stage": "crosstask", "index": index, "adapter": adapter,
                                           "before": before, "after": after, **summary(result),
                                           "replayed_examples": len(replayed)})
     if stage.mode == "per_task":
-        record["per_task"] = {t.name: _task_adapter(ctx, index, t, ctx.recipe.task_train(stage, t))
+        record["per_task"] = {t.name: _task_adapter(ctx, index, stage, t, ctx.recipe.task_train(stage, t))
                               for t in stage.tasks}
         for t in stage.tasks:
             ctx.tasks[t.name]["adapter"] = f"adapters/{t.name}"
@@ -80,6 +93,39 @@ def run(ctx: StageContext, stage: CrosstaskStage, index: int) -> dict:
                               "heldout": "adapters/router/heldout.jsonl"}
             record["after"]["router"] = record["router"]["after"]
     return record
+
+
+def uses_general_tools(stage: CrosstaskStage) -> bool:
+    return stage.tool_use == "general" or any(t.tool_use == "general" for t in stage.tasks)
+
+
+def general_examples(ctx: StageContext, stage: CrosstaskStage, spec, part: str) -> list[Example]:
+    """Generated general tool-use examples: training ones from the training tools, held-out ones
+    (for the loss) from the tools training never shows."""
+    if part == "train":
+        records = general_tool_use(stage.tool_use_records, "train", ctx.recipe.seed)
+    else:
+        records = general_tool_use(stage.tool_use_heldout, "unseen", ctx.recipe.seed)
+    examples = []
+    for r in records:  # generated, so one that does not fit max_length is left out, not an error
+        try:
+            examples += encode_records(ctx.tokenizer, [r], "chat", spec)
+        except AgentmillError:
+            pass
+    if len(examples) < len(records):
+        ctx.say(f"  general tool use: {len(records) - len(examples)} of {len(records)} generated {part} records "
+                f"do not fit max_length {spec.max_length} and are left out")
+    return examples
+
+
+def score_general_tools(ctx: StageContext, model, stage: CrosstaskStage, when: str) -> dict[str, float]:
+    """unseen_tool_exact, no_tool_when_none_fits (eval/tooluse.py) on every generated held-out record."""
+    started = time.perf_counter()
+    records = general_tool_use(stage.tool_use_heldout, "unseen", ctx.recipe.seed)
+    metrics = evaluate_general_tools(model, ctx.tokenizer, records, accelerator=ctx.accelerator)
+    ctx.say(f"  general tool use {when}, {len(records)} held-out records of unseen tools, "
+            f"{time.perf_counter() - started:.0f} s: {format_metrics(metrics)}")
+    return metrics
 
 
 def router_records(ctx: StageContext, stage: CrosstaskStage, part: str) -> list[Record]:
@@ -145,15 +191,24 @@ def _router_adapter(ctx: StageContext, index: int, stage: CrosstaskStage) -> dic
     return _kept_adapter(ctx, index, "router", spec, build, measure, {"labels": labels})
 
 
-def _task_adapter(ctx: StageContext, index: int, task, spec) -> dict:
-    """One adapter for one task on top of the shared backbone."""
+def _task_adapter(ctx: StageContext, index: int, stage: CrosstaskStage, task, spec) -> dict:
+    """One adapter for one task on top of the shared backbone (with tool_use: general, also
+    trained on generated general tool-use records; whenever the stage uses them, each task's
+    adapter is scored on unseen tools too: any task may be sent a request's own `tools`)."""
     held = task.eval_data or task.data
 
     def build(out):
-        return examples_of(ctx, [task.data], spec), examples_of(ctx, [held], spec, "heldout")
+        train, heldout = examples_of(ctx, [task.data], spec), examples_of(ctx, [held], spec, "heldout")
+        if task.tool_use == "general":
+            train = mix([train, general_examples(ctx, stage, spec, "train")], [1.0, 1.0], 1.0, ctx.recipe.seed)
+            heldout += general_examples(ctx, stage, spec, "heldout")
+        return train, heldout
 
     def measure(model):
-        return eval_datasets(ctx, model, [(task.name, held)], spec).get(task.name, {})
+        metrics = eval_datasets(ctx, model, [(task.name, held)], spec).get(task.name, {})
+        if uses_general_tools(stage):
+            metrics.update(score_general_tools(ctx, model, stage, f"of {task.name}"))
+        return metrics
 
     return _kept_adapter(ctx, index, task.name, spec, build, measure)
 
