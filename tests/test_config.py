@@ -22,6 +22,7 @@ RECIPE = textwrap.dedent("""\
           - {name: b, data: {path: data/b.jsonl, format: chat}}
     profiles:
       quick: {train.max_steps: 3, stages.1.train.max_steps: 2}
+      tools: {stages.1.tool_use: general, stages.1.train.max_steps: 7}
     """)
 
 
@@ -47,6 +48,13 @@ def test_overrides_and_profile(recipe_file):
     assert r.stage_train(r.stages[0]).max_steps == 3
     assert r.stage_train(r.stages[1]).max_steps == 2  # stage override wins over the global one
     assert "profiles" not in dump_recipe(r)
+
+
+def test_profiles_apply_in_the_order_given(recipe_file):
+    r = load_recipe(recipe_file, ["profile=quick", "profile=tools"])
+    assert r.stages[1].tool_use == "general" and r.stage_train(r.stages[1]).max_steps == 7
+    assert r.train.max_steps == 3  # from quick, untouched by tools
+    assert load_recipe(recipe_file, ["profile=tools", "profile=quick"]).stages[1].train["max_steps"] == 2
 
 
 def test_command_line_overrides_win_over_profile(recipe_file):

@@ -344,3 +344,87 @@ UNSEEN_TOOLS: list[Tool] = [
          ["Book my car in for {service} on {date}; it has {mileage} miles on it.",
           "Schedule a {service} appointment on {date}, car at {mileage} miles."]),
 ]
+
+
+# ---------------------------------------------------------------- record-keeping tools, made by rule
+# Forms of business software (create / update / find / delete a record of some kind), asked for
+# the way people fill a form in words: "Create an invoice: customer Acme Corp, amount $250".
+# Many more tools than can be written by hand, and close siblings (create_invoice next to
+# update_invoice) to choose between. Training only: none of their kinds is an unseen domain.
+
+POOLS.update({
+    "department": ["sales", "engineering", "support", "marketing", "finance", "legal"],
+    "plan": ["basic", "plus", "pro", "family"],
+    "skill": ["python", "sql", "design", "writing", "negotiation", "excel"],
+})
+
+ENTITIES: dict[str, list[Param]] = {
+    "invoice": [S("customer", "Customer name", "company"), N("amount", "Amount in dollars", 20, 5000, "money"),
+                S("due_date", "Due date, YYYY-MM-DD", "date", None)],
+    "support_ticket": [S("title", "Short summary", "topic"),
+                       E("severity", "How bad", ["low", "medium", "high", "critical"], "medium"),
+                       S("assignee", "Who handles it", "person", None)],
+    "order": [S("item", "What is ordered", "product"), I("quantity", "How many", 1, 20, 1),
+              S("ship_to", "Delivery address", "street")],
+    "employee": [S("full_name", "Employee's name", "person"), S("department", "Department", "department"),
+                 N("salary", "Yearly salary in dollars", 30000, 150000, "money", None)],
+    "playlist": [S("title", "Playlist name", "topic"), A("songs", "Songs in it", "song"),
+                 B("public", "Visible to everyone")],
+    "reminder": [S("message", "What to remember", "topic"), S("date", "Day, YYYY-MM-DD", "date"),
+                 B("repeat_weekly", "Repeat every week")],
+    "budget": [S("category", "Spending category", "tag"), N("monthly_limit", "Limit per month in dollars", 50, 3000, "money")],
+    "product_review": [S("product", "Product reviewed", "product"), I("stars", "Stars from 1 to 5", 1, 5),
+                       S("comment", "Review text", "topic", None)],
+    "subscription": [E("plan", "Plan", ["basic", "plus", "pro", "family"]), S("email", "Account email", "email"),
+                     B("annual_billing", "Billed yearly")],
+    "job_posting": [S("role", "Job title", "skill"), S("city", "Where", "city"), I("openings", "Positions open", 1, 10, 1),
+                    B("remote", "Remote allowed")],
+    "expense": [N("amount", "Amount in dollars", 5, 900, "money"), S("category", "Category", "tag"),
+                S("date", "Day spent, YYYY-MM-DD", "date", None)],
+    "warehouse_item": [S("sku", "Stock code", "ticker"), I("stock", "Units in stock", 0, 500),
+                       S("location", "Shelf or room", "room", None)],
+}
+
+
+def _label(p: Param) -> str:
+    return p.name.replace("_", " ")
+
+
+def _form(params: list[Param], all_optional: bool = False) -> str:
+    """`label {slot}` parts for a form-like question; optional ones in brackets."""
+    parts = []
+    for p in params:
+        said = _label(p) if p.type == "boolean" else f"{_label(p)} {{{p.name}}}"
+        if p.type == "boolean":
+            said += f"{{{p.name}}}"
+        optional = all_optional or not p.required
+        parts.append(f"[, {said}]" if optional else f", {said}")
+    return "".join(parts)
+
+
+def _optional(p: Param) -> Param:
+    return p if not p.required else Param(p.name, p.type, p.description, p.values, None, p.enum, p.say, p.fields)
+
+
+def _entity_tools(kind: str, attrs: list[Param]) -> list[Tool]:
+    word = kind.replace("_", " ")
+    record_id = I(f"{kind}_id", f"Id of the {word}", 100, 9999)
+    optional = [_optional(p) for p in attrs]
+    return [
+        Tool(f"records_{kind}", f"create_{kind}", f"Create a new {word} record.", attrs,
+             [f"Create a new {word}{_form(attrs)}.", f"Add a {word}{_form(attrs)}.",
+              f"Please make a {word} record{_form(attrs)}."]),
+        Tool(f"records_{kind}", f"update_{kind}", f"Change fields of an existing {word}.", [record_id] + optional[:1],
+             [f"Update {word} {{{record_id.name}}}: set {_label(attrs[0])} to {{{attrs[0].name}}}."
+              if attrs[0].type != "boolean" else f"Update {word} {{{record_id.name}}}."]),
+        Tool(f"records_{kind}", f"delete_{kind}", f"Delete a {word} by id.", [record_id],
+             [f"Delete {word} {{{record_id.name}}}.", f"Remove the {word} with id {{{record_id.name}}}."]),
+        Tool(f"records_{kind}", f"find_{kind}s", f"Search {word} records.",
+             optional[:2] + [I("limit", "Most results", 2, 50, 10)],
+             [f"Find {word}s{_form(optional[:2], all_optional=True)}[, at most {{limit}}].",
+              f"Search the {word} records{_form(optional[:2], all_optional=True)}."]),
+    ]
+
+
+RECORD_TOOLS: list[Tool] = [t for kind, attrs in ENTITIES.items() for t in _entity_tools(kind, attrs)]
+TRAIN_TOOLS = TRAIN_TOOLS + RECORD_TOOLS
