@@ -4,16 +4,16 @@ Two disjoint pools: `TRAIN_TOOLS` teach the skill, `UNSEEN_TOOLS` (other domains
 other parameter names) only ever appear in held-out records, so their score says whether calling
 a tool generalises to tools the model never trained on.
 
-A parameter with `default=None` is optional without a default. A tool is its OpenAI schema plus questions that ask for it. In a question, ``{param}`` is where
-a value is said; ``[...]`` is an optional part, said or left out at random, that holds one
-optional parameter (left out: the call leaves it out too, and its default applies). A boolean's
-``{param}`` says nothing: saying the part means the non-default value. ``{obj.field}`` fills a
-nested object's field.
+A tool is its OpenAI schema plus questions that ask for it (a parameter with `default=None` is
+optional without a default). In a question, ``{param}`` is where a value is said; ``[...]`` is
+an optional part, said or left out at random, that holds one optional parameter (left out: the
+call leaves it out too, and its default applies). A boolean's ``{param}`` says nothing: saying
+the part means the non-default value. ``{obj.field}`` fills a nested object's field.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 _MISSING = object()
 
@@ -394,16 +394,15 @@ def _form(params: list[Param], all_optional: bool = False) -> str:
     """`label {slot}` parts for a form-like question; optional ones in brackets."""
     parts = []
     for p in params:
-        said = _label(p) if p.type == "boolean" else f"{_label(p)} {{{p.name}}}"
-        if p.type == "boolean":
-            said += f"{{{p.name}}}"
+        # a boolean's slot says nothing: its label alone is the value (see the module docstring)
+        said = f"{_label(p)}{{{p.name}}}" if p.type == "boolean" else f"{_label(p)} {{{p.name}}}"
         optional = all_optional or not p.required
         parts.append(f"[, {said}]" if optional else f", {said}")
     return "".join(parts)
 
 
 def _optional(p: Param) -> Param:
-    return p if not p.required else Param(p.name, p.type, p.description, p.values, None, p.enum, p.say, p.fields)
+    return replace(p, default=None) if p.required else p
 
 
 def _entity_tools(kind: str, attrs: list[Param]) -> list[Tool]:

@@ -166,15 +166,15 @@ def general_tool_records(n: int, pool: str = "train", seed: int = 0, none_fits: 
     if none_fits is None:
         none_fits = 0.3 if pool == "train" else 0.2
     rng = random.Random(f"{pool}-{seed}")
+    # training: the hand-written tools as often as the record-keeping ones made by rule
+    hand = [t for t in tools if not t.domain.startswith("records_")]
+    made = [t for t in tools if t.domain.startswith("records_")]
     records, seen = [], set()
     attempts = 0
     while len(records) < n:
         attempts += 1
         if attempts > 50 * n:
             raise ValueError(f"could not make {n} distinct records from the {pool} tools")
-        # training: the hand-written tools as often as the record-keeping ones made by rule
-        hand = [t for t in tools if not t.domain.startswith("records_")]
-        made = [t for t in tools if t.domain.startswith("records_")]
         tool = rng.choice(made if made and rng.random() < 0.5 else hand)
         question, arguments = fill(tool, rng.choice(tool.asks), rng)
         fits = rng.random() >= none_fits

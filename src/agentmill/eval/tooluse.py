@@ -168,7 +168,6 @@ def _call_text(call: dict) -> str:
     return f'<tool_call>\n{{"name": "{function["name"]}", "arguments": {arguments}}}\n</tool_call>'
 
 
-
 def evaluate_general_tool_use(model, tokenizer, records: list[Record], decoder=None,
                               prefix: str = "unseen", constrain: bool = True) -> dict[str, float]:
     """General tool use on generated records (data/toolgen.py), each asking one question with its

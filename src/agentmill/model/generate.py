@@ -129,7 +129,7 @@ def generate_stream(model, tokenizer, messages: list[dict], max_new_tokens: int 
     `TextIteratorStreamer`; an exception there is re-raised here. Closing the iterator early
     stops the generation either way.
     """
-    from transformers import LogitsProcessorList, StoppingCriteriaList, TextIteratorStreamer
+    from transformers import StoppingCriteriaList, TextIteratorStreamer
 
     ids = _prompt_ids(tokenizer, messages, tools)
     constraint = CallConstraint(tokenizer, tools) if tools and constrain else None
@@ -147,9 +147,8 @@ def generate_stream(model, tokenizer, messages: list[dict], max_new_tokens: int 
         torch.manual_seed(seed)
     kwargs = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
                   eos_token_id=_stop_ids(tokenizer), pad_token_id=_pad_id(tokenizer), streamer=streamer,
-                  stopping_criteria=StoppingCriteriaList([cancel]), **_sampling_kwargs(temperature, top_p))
-    if constraint is not None:
-        kwargs["logits_processor"] = LogitsProcessorList([ConstrainedLogits([constraint])])
+                  stopping_criteria=StoppingCriteriaList([cancel]), **_constrained([constraint]),
+                  **_sampling_kwargs(temperature, top_p))
 
     def work():
         try:
@@ -194,7 +193,7 @@ def generate(model, tokenizer, messages: list[dict], max_new_tokens: int = 256, 
     with _eval_mode(model):
         out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
                              max_new_tokens=max_new_tokens, eos_token_id=stops, pad_token_id=_pad_id(tokenizer),
-                             **_constrained(tokenizer, [tools] if constrain else [None]),
+                             **_constrained(constraints_for(tokenizer, [tools if constrain else None])),
                              **_sampling_kwargs(temperature, top_p))
     new = _cut(out[0, len(ids):].tolist(), stops)
     return tokenizer.decode(new, skip_special_tokens=True)
@@ -224,10 +223,10 @@ def generate_batch(model, tokenizer, conversations: list[list[dict]], max_new_to
     with _eval_mode(model):
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            rows_tools = [tools[i] if constrain else None for i in idx]
+            constraints = constraints_for(tokenizer, [tools[i] if constrain else None for i in idx])
             if adapter is not None:
                 answers = _decoder_batch(decoder, [prompts[i] for i in idx], adapter, max_new_tokens, set(stops), pad,
-                                         constraints_for(tokenizer, rows_tools))
+                                         constraints)
                 for i, new in zip(idx, answers):
                     results[i] = tokenizer.decode(new, skip_special_tokens=True)
                 continue
@@ -235,7 +234,7 @@ def generate_batch(model, tokenizer, conversations: list[list[dict]], max_new_to
             cache_kwargs = {_cache_kwarg(model): cache} if cache is not None else {}
             out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                                  eos_token_id=stops, pad_token_id=pad, **cache_kwargs,
-                                 **_constrained(tokenizer, rows_tools), **_sampling_kwargs(0.0, 1.0))
+                                 **_constrained(constraints), **_sampling_kwargs(0.0, 1.0))
             width = input_ids.shape[1]
             for row, i in enumerate(idx):
                 new = _cut(out[row, width:].tolist(), stops)
@@ -243,13 +242,13 @@ def generate_batch(model, tokenizer, conversations: list[list[dict]], max_new_to
     return results
 
 
-def _constrained(tokenizer, tools: list[list[dict] | None]) -> dict:
-    """`model.generate` kwargs holding each row's tool calls to its tools (none without tools)."""
-    if not any(tools):
+def _constrained(constraints: list[CallConstraint | None]) -> dict:
+    """`model.generate` kwargs holding each row's tool calls to its constraint (None: a free row)."""
+    if not any(constraints):
         return {}
     from transformers import LogitsProcessorList
 
-    return {"logits_processor": LogitsProcessorList([ConstrainedLogits(constraints_for(tokenizer, tools))])}
+    return {"logits_processor": LogitsProcessorList([ConstrainedLogits(constraints)])}
 
 
 def _decoder_batch(decoder, prompts: list[list[int]], adapter: str, max_new_tokens: int, stops: set[int],

@@ -77,7 +77,7 @@ class ServedAgent(Agent):
         ids = self.run.tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
         stream = SyncStream()
         gen = Generation(ids, stream.emit, adapter=task if self.run.has_adapter(task) else BASE_ADAPTER,
-                         max_new_tokens=self.budgets.max_new_tokens, tools=self.prompt(task)[1])
+                         max_new_tokens=self.budgets.max_new_tokens, tools=self.task_prompt(task)[1])
         if self.cancelled.is_set():
             gen.cancelled.set()
         self._current = gen
