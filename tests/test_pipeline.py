@@ -392,11 +392,11 @@ def test_general_tool_use_is_trained_and_scored_on_unseen_tools(recipe_path, tmp
                                            "stages.3.tool_use_heldout=6", "stages.3.tasks.0.tool_use=general"]), out)
     crosstask = json.loads((out / "manifest.json").read_text())["stages"][3]
     keys = {"unseen_tool_exact", "no_tool_when_none_fits", "tool_call_parsed", "unseen_tool_records",
-            "none_fits_records"}
+            "none_fits_records", "asks_when_values_missing", "values_missing_records"}
     for measured in (crosstask["before"]["tool_use"], crosstask["after"]["tool_use"],
                      crosstask["per_task"]["cs"]["after"], crosstask["per_task"]["tutor"]["after"]):
         assert keys <= set(measured)
-        assert measured["unseen_tool_records"] + measured["none_fits_records"] == 6
+        assert measured["unseen_tool_records"] + measured["none_fits_records"] + measured["values_missing_records"] == 6
         assert 0.0 <= measured["unseen_tool_exact"] <= 1.0
     # the calls the untrained tiny model starts are decoded within the offered schemas
     assert crosstask["after"]["tool_use"]["tool_call_parsed"] == 1.0

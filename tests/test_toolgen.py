@@ -7,7 +7,7 @@ import jsonschema
 import pytest
 
 from agentmill.data.tool_catalog import POOLS, TRAIN_TOOLS, UNSEEN_TOOLS
-from agentmill.data.toolgen import fill, general_tool_records, general_tool_use
+from agentmill.data.toolgen import answer_kind, fill, general_tool_records, general_tool_use
 
 
 def test_same_seed_same_records_other_seed_other_records():
@@ -43,12 +43,12 @@ def test_every_call_is_valid_for_its_schema_and_offered(pool):
         fn = answer["tool_calls"][0]["function"]
         assert fn["name"] in offered
         jsonschema.validate(fn["arguments"], offered[fn["name"]]["parameters"])
-    assert calls > 200
+    assert calls > 150
 
 
 def test_no_tool_fits_records_offer_other_tools_and_say_so():
     records = general_tool_records(300, "train", seed=2)
-    none = [r for r in records if not r["messages"][-1].get("tool_calls")]
+    none = [r for r in records if answer_kind(r) == "none_fits"]
     assert 30 <= len(none) <= 90  # about a fifth
     for r in none:
         answer = r["messages"][-1]["content"]
@@ -56,6 +56,25 @@ def test_no_tool_fits_records_offer_other_tools_and_say_so():
         for t in r["tools"]:  # the answer lists what the offered tools can do
             description = t["function"]["description"].rstrip(".")
             assert (description[0].lower() + description[1:]) in answer
+
+
+@pytest.mark.parametrize("pool", ["train", "unseen"])
+def test_asking_records_offer_the_tool_say_none_of_its_required_values_and_ask_for_them(pool):
+    records = general_tool_records(200, pool, seed=4)
+    asking = [r for r in records if answer_kind(r) == "ask"]
+    assert len(asking) == 20  # the default tenth
+    catalog = {t.description: t for t in (TRAIN_TOOLS if pool == "train" else UNSEEN_TOOLS)}
+    for r in asking:
+        question, answer = r["messages"][-2]["content"], r["messages"][-1]["content"]
+        tool = next(t for d, t in catalog.items() if d.rstrip(".")[1:] in question)
+        offered = {t["function"]["description"] for t in r["tools"]}
+        assert tool.description in offered  # the fitting tool is offered: asking is the right move
+        required = [p for p in tool.params if p.required]
+        assert required
+        for p in required:
+            assert p.description.split(",")[0][1:] in answer  # the answer asks for each one
+        assert "tool_calls" not in r["messages"][-1]
+    assert general_tool_records(200, pool, seed=4, ask=0.0)[:180] == records[:180]
 
 
 def test_values_are_converted_to_the_schema_type():

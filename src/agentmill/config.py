@@ -195,7 +195,7 @@ class CrosstaskStage(_StageBase):
         "none", description="general: mix generated general tool-use records (data/toolgen.py) into the stage's "
         "shared adapter, merged into the backbone, so every task and the backbone itself can call tools they "
         "never trained on (an API request's own `tools`). Scored after the stage on tools of other domains "
-        "than training's: unseen_tool_exact, no_tool_when_none_fits.")
+        "than training's: unseen_tool_exact, no_tool_when_none_fits, asks_when_values_missing.")
     tool_use_records: int = Field(600, ge=1, description="general tool use: generated training records "
                                   "(for the stage, and again for each task with tool_use: general).")
     tool_use_heldout: int = Field(150, ge=1, description="general tool use: generated held-out records, all of "

@@ -5,7 +5,10 @@ trained answer is that tool's call with exactly the arguments the question says:
 converted to the schema's type ("five" -> 5, "4.5%" -> 4.5, "$1,250" -> 1250, "price low" ->
 "price_low"), optional parameters left out when the question does not say them (their default
 applies), nested objects filled field by field. When no offered tool fits (the question asks for
-a tool that is not offered), the trained answer says so in words and calls nothing.
+a tool that is not offered), the trained answer says so in words and calls nothing. When the
+fitting tool is offered but the question leaves out every value it requires ("Can you book a
+car service appointment?"), the trained answer asks for them and calls nothing: a call would
+have to invent them.
 
 `pool="train"` draws from TRAIN_TOOLS, `pool="unseen"` from UNSEEN_TOOLS only: held-out records of
 tools, names and domains that training never shows. Deterministic for a seed.
@@ -150,23 +153,89 @@ def _offer(tool: Tool, pool: list[Tool], rng: random.Random, fits: bool) -> list
 
 
 def _cannot(offered: list[Tool]) -> str:
-    can = [t.description.rstrip(".") for t in offered]
-    can = [c[0].lower() + c[1:] for c in can]
+    can = [_lower_first(t.description.rstrip(".")) for t in offered]
     listed = can[0] if len(can) == 1 else ", ".join(can[:-1]) + " or " + can[-1]
-    return f"I can't do that with the tools I have here. I can {listed}."
+    return f"{_CANNOT} I can {listed}."
 
 
-def general_tool_records(n: int, pool: str = "train", seed: int = 0, none_fits: float | None = None) -> list[dict]:
+_CANNOT = "I can't do that with the tools I have here."
+_ASK = "I can do that. Please tell me: "
+_ASKING = ["Can you {what}?", "I'd like to {what}.", "Please {what}.", "I need to {what}."]
+
+
+def answer_kind(record: dict | object) -> str:
+    """What a generated record's answer does: "call", "none_fits" (no offered tool fits) or
+    "ask" (the fitting tool is offered, its required values are not said)."""
+    messages = record["messages"] if isinstance(record, dict) else record.messages
+    answer = messages[-1]
+    if answer.get("tool_calls"):
+        return "call"
+    return "ask" if str(answer.get("content") or "").startswith(_ASK) else "none_fits"
+
+
+def _lower_first(text: str) -> str:
+    return text[0].lower() + text[1:]
+
+
+def _asks_for_values(tool: Tool, rng: random.Random) -> tuple[str, str]:
+    """A question for `tool` that says none of its required values, and the answer that asks for them."""
+    question = rng.choice(_ASKING).format(what=_lower_first(tool.description.rstrip(".")))
+    needed = [_lower_first(p.description.split(",")[0]) for p in tool.params if p.required]
+    listed = needed[0] if len(needed) == 1 else ", ".join(needed[:-1]) + " and " + needed[-1]
+    return question, f"{_ASK}{listed}."
+
+
+def general_tool_records(n: int, pool: str = "train", seed: int = 0, none_fits: float | None = None,
+                         ask: float = 0.1) -> list[dict]:
     """`n` distinct chat records (JSONL-ready dicts with their own `tools`); a `none_fits` share of
-    them offer no tool that fits (default: 0.3 for training, 0.2 held out). Training records
+    them offer no tool that fits (default: 0.3 for training, 0.2 held out), an `ask` share offer
+    the fitting tool but say none of its required values (`answer_kind`). Training records
     spell tool and parameter names variously (get_weather, fetch_weather, getWeather; city,
     cityName), so the skill learnt is to copy the offered schema's names."""
     tools = tool_pool(pool)
     respell = pool == "train"
     if none_fits is None:
         none_fits = 0.3 if pool == "train" else 0.2
-    rng = random.Random(f"{pool}-{seed}")
-    # training: the hand-written tools as often as the record-keeping ones made by rule
+    n_ask = round(n * ask)
+    records = _call_records(n - n_ask, tools, random.Random(f"{pool}-{seed}"), none_fits, respell, pool)
+    return records + _ask_records(n_ask, tools, random.Random(f"{pool}-{seed}-ask"), respell, pool)
+
+
+def _draw_tool(hand: list[Tool], made: list[Tool], rng: random.Random) -> Tool:
+    """The hand-written tools as often as the record-keeping ones made by rule."""
+    return rng.choice(made if made and rng.random() < 0.5 else hand)
+
+
+def _record(question: str, answer: dict, offered: list[Tool], rng: random.Random) -> dict:
+    system = rng.choice(SYSTEMS)
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": question}, answer]
+    return {"tools": [t.schema() for t in offered], "messages": messages}
+
+
+def _ask_records(n: int, tools: list[Tool], rng: random.Random, respell: bool, pool: str) -> list[dict]:
+    asking = [t for t in tools if any(p.required for p in t.params)]
+    hand = [t for t in asking if not t.domain.startswith("records_")]
+    made = [t for t in asking if t.domain.startswith("records_")]
+    records, seen, attempts = [], set(), 0
+    while len(records) < n:
+        attempts += 1
+        if attempts > 50 * n:
+            raise ValueError(f"could not make {n} distinct asking records from the {pool} tools")
+        tool = _draw_tool(hand, made, rng)
+        question, reply = _asks_for_values(tool, rng)
+        offered = _offer(tool, tools, rng, fits=True)
+        if respell:
+            offered = [_respelled(t, rng)[0] for t in offered]
+        key = (question, tuple(t.name for t in offered))
+        if key not in seen:
+            seen.add(key)
+            records.append(_record(question, {"role": "assistant", "content": reply}, offered, rng))
+    return records
+
+
+def _call_records(n: int, tools: list[Tool], rng: random.Random, none_fits: float, respell: bool,
+                  pool: str) -> list[dict]:
     hand = [t for t in tools if not t.domain.startswith("records_")]
     made = [t for t in tools if t.domain.startswith("records_")]
     records, seen = [], set()
@@ -175,7 +244,7 @@ def general_tool_records(n: int, pool: str = "train", seed: int = 0, none_fits: 
         attempts += 1
         if attempts > 50 * n:
             raise ValueError(f"could not make {n} distinct records from the {pool} tools")
-        tool = rng.choice(made if made and rng.random() < 0.5 else hand)
+        tool = _draw_tool(hand, made, rng)
         question, arguments = fill(tool, rng.choice(tool.asks), rng)
         fits = rng.random() >= none_fits
         offered = _offer(tool, tools, rng, fits)
@@ -194,16 +263,14 @@ def general_tool_records(n: int, pool: str = "train", seed: int = 0, none_fits: 
                       "tool_calls": [{"type": "function", "function": {"name": tool.name, "arguments": arguments}}]}
         else:
             answer = {"role": "assistant", "content": _cannot(offered)}
-        system = rng.choice(SYSTEMS)
-        messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": question}, answer]
-        records.append({"tools": [t.schema() for t in offered], "messages": messages})
+        records.append(_record(question, answer, offered, rng))
     return records
 
 
-def general_tool_use(n: int, pool: str = "train", seed: int = 0, none_fits: float | None = None) -> list:
+def general_tool_use(n: int, pool: str = "train", seed: int = 0, none_fits: float | None = None,
+                     ask: float = 0.1) -> list:
     """`general_tool_records` as validated chat Records (sources "general-tool-use/POOL:N")."""
     from agentmill.data.formats import PARSERS, Record
 
     return [Record(source=f"general-tool-use/{pool}:{i}", **PARSERS["chat"](obj))
-            for i, obj in enumerate(general_tool_records(n, pool, seed, none_fits), start=1)]
+            for i, obj in enumerate(general_tool_records(n, pool, seed, none_fits, ask), start=1)]

@@ -70,12 +70,13 @@ def evaluate_task(model, tokenizer, fmt: str, records: list[Record], spec: Train
 
 @torch.no_grad()
 def evaluate_general_tools(model, tokenizer, records: list[Record], accelerator=None, decoder=None,
-                           constrain: bool = True) -> dict:
+                           constrain: bool = True, outcomes: list | None = None) -> dict:
     """General tool use on generated held-out records (eval/tooluse.py), scored as a task is."""
     from agentmill.eval.tooluse import evaluate_general_tool_use
 
     with scoring(model, accelerator, decoder):
-        return evaluate_general_tool_use(model, tokenizer, records, decoder=decoder, constrain=constrain)
+        return evaluate_general_tool_use(model, tokenizer, records, decoder=decoder, constrain=constrain,
+                                         outcomes=outcomes)
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from agentmill.agent.toolcall import parse_tool_calls
 from agentmill.data.formats import Record
 from agentmill.data.render import content_text
+from agentmill.data.toolgen import answer_kind
 from agentmill.eval.evaluate import answer_budget
 from agentmill.eval.metrics import mean
 from agentmill.model.generate import generate_batch
@@ -169,13 +170,17 @@ def _call_text(call: dict) -> str:
 
 
 def evaluate_general_tool_use(model, tokenizer, records: list[Record], decoder=None,
-                              prefix: str = "unseen", constrain: bool = True) -> dict[str, float]:
+                              prefix: str = "unseen", constrain: bool = True,
+                              outcomes: list | None = None) -> dict[str, float]:
     """General tool use on generated records (data/toolgen.py), each asking one question with its
     own tools: `{prefix}_tool_exact` over the records whose answer is a call (the same call,
     schema defaults filled in), `no_tool_when_none_fits` over those where no offered tool fits
-    (the answer calls nothing), and `tool_call_parsed`: the share of calls written that parse
+    (the answer calls nothing), `asks_when_values_missing` over those that say none of the
+    fitting tool's required values (the answer calls nothing: a call would invent them), and
+    `tool_call_parsed`: the share of calls written that parse
     into an offered tool's name with a JSON object of arguments. `constrain`: calls decoded
-    within the offered schemas (model/constrain.py), as every generation path does by default."""
+    within the offered schemas (model/constrain.py), as every generation path does by default.
+    `outcomes`: a list that gets each record's question, gold answer, output and whether it was right."""
     if not records:
         return {}
     prompts = [r.messages[:-1] for r in records]
@@ -184,17 +189,25 @@ def evaluate_general_tool_use(model, tokenizer, records: list[Record], decoder=N
                                        for g in golds])
     outputs = generate_batch(model, tokenizer, prompts, tools=[r.tools for r in records], batch_size=32,
                              decoder=decoder, max_new_tokens=budget, constrain=constrain)
-    exact, none, written, parsed = [], [], 0, 0
+    exact, none, asks, written, parsed = [], [], [], 0, 0
     for out, gold, r in zip(outputs, golds, records):
         _, calls = parse_tool_calls(out)
         offered = {t["function"]["name"] for t in r.tools or []}
         written += len(calls)
         parsed += sum(c.call is not None and c.call["function"]["name"] in offered for c in calls)
-        if gold.get("tool_calls"):
+        kind = answer_kind(r)
+        if kind == "call":
             exact.append(same_call(calls[0].call if calls else None, gold["tool_calls"][0], r.tools))
         else:
-            none.append(not calls)
+            (asks if kind == "ask" else none).append(not calls)
+        if outcomes is not None:
+            right = exact[-1] if kind == "call" else (asks if kind == "ask" else none)[-1]
+            outcomes.append({"source": r.source, "kind": kind, "right": right, "question": r.messages[-2]["content"],
+                             "offered": sorted(t["function"]["name"] for t in r.tools or []),
+                             "gold": gold.get("tool_calls") or gold.get("content"), "output": out})
     metrics = {f"{prefix}_tool_exact": mean(exact), "no_tool_when_none_fits": mean(none),
                "tool_call_parsed": parsed / written if written else 1.0,
                f"{prefix}_tool_records": float(len(exact)), "none_fits_records": float(len(none))}
+    if asks:
+        metrics |= {"asks_when_values_missing": mean(asks), "values_missing_records": float(len(asks))}
     return metrics
