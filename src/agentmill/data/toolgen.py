@@ -213,37 +213,48 @@ def _record(question: str, answer: dict, offered: list[Tool], rng: random.Random
     return {"tools": [t.schema() for t in offered], "messages": messages}
 
 
+def _by_origin(tools: list[Tool]) -> tuple[list[Tool], list[Tool]]:
+    """(the hand-written tools, the record-keeping ones made by rule)."""
+    return ([t for t in tools if not t.domain.startswith("records_")],
+            [t for t in tools if t.domain.startswith("records_")])
+
+
+def _distinct(n: int, draw, what: str) -> list[dict]:
+    """`n` records from `draw()` -> (key, build), keeping the first of each key; `build()` runs
+    (and draws the rest of the record) only for a new key."""
+    records, seen = [], set()
+    for _ in range(50 * n):
+        if len(records) == n:
+            break
+        key, build = draw()
+        if key not in seen:
+            seen.add(key)
+            records.append(build())
+    if len(records) < n:
+        raise ValueError(f"could not make {n} distinct {what}")
+    return records
+
+
 def _ask_records(n: int, tools: list[Tool], rng: random.Random, respell: bool, pool: str) -> list[dict]:
-    asking = [t for t in tools if any(p.required for p in t.params)]
-    hand = [t for t in asking if not t.domain.startswith("records_")]
-    made = [t for t in asking if t.domain.startswith("records_")]
-    records, seen, attempts = [], set(), 0
-    while len(records) < n:
-        attempts += 1
-        if attempts > 50 * n:
-            raise ValueError(f"could not make {n} distinct asking records from the {pool} tools")
+    hand, made = _by_origin([t for t in tools if any(p.required for p in t.params)])
+
+    def draw():
         tool = _draw_tool(hand, made, rng)
         question, reply = _asks_for_values(tool, rng)
         offered = _offer(tool, tools, rng, fits=True)
         if respell:
             offered = [_respelled(t, rng)[0] for t in offered]
-        key = (question, tuple(t.name for t in offered))
-        if key not in seen:
-            seen.add(key)
-            records.append(_record(question, {"role": "assistant", "content": reply}, offered, rng))
-    return records
+        return ((question, tuple(t.name for t in offered)),
+                lambda: _record(question, {"role": "assistant", "content": reply}, offered, rng))
+
+    return _distinct(n, draw, f"asking records from the {pool} tools")
 
 
 def _call_records(n: int, tools: list[Tool], rng: random.Random, none_fits: float, respell: bool,
                   pool: str) -> list[dict]:
-    hand = [t for t in tools if not t.domain.startswith("records_")]
-    made = [t for t in tools if t.domain.startswith("records_")]
-    records, seen = [], set()
-    attempts = 0
-    while len(records) < n:
-        attempts += 1
-        if attempts > 50 * n:
-            raise ValueError(f"could not make {n} distinct records from the {pool} tools")
+    hand, made = _by_origin(tools)
+
+    def draw():
         tool = _draw_tool(hand, made, rng)
         question, arguments = fill(tool, rng.choice(tool.asks), rng)
         fits = rng.random() >= none_fits
@@ -254,17 +265,14 @@ def _call_records(n: int, tools: list[Tool], rng: random.Random, none_fits: floa
                 tool, names = spelled[offered.index(tool)]
                 arguments = {names[k]: v for k, v in arguments.items()}
             offered = [t for t, _ in spelled]
-        key = (question, tuple(t.name for t in offered))
-        if key in seen:
-            continue
-        seen.add(key)
         if fits:
             answer = {"role": "assistant", "content": None,
                       "tool_calls": [{"type": "function", "function": {"name": tool.name, "arguments": arguments}}]}
         else:
             answer = {"role": "assistant", "content": _cannot(offered)}
-        records.append(_record(question, answer, offered, rng))
-    return records
+        return (question, tuple(t.name for t in offered)), lambda: _record(question, answer, offered, rng)
+
+    return _distinct(n, draw, f"records from the {pool} tools")
 
 
 def general_tool_use(n: int, pool: str = "train", seed: int = 0, none_fits: float | None = None,

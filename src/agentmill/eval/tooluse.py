@@ -196,12 +196,10 @@ def evaluate_general_tool_use(model, tokenizer, records: list[Record], decoder=N
         written += len(calls)
         parsed += sum(c.call is not None and c.call["function"]["name"] in offered for c in calls)
         kind = answer_kind(r)
-        if kind == "call":
-            exact.append(same_call(calls[0].call if calls else None, gold["tool_calls"][0], r.tools))
-        else:
-            (asks if kind == "ask" else none).append(not calls)
+        right = (same_call(calls[0].call if calls else None, gold["tool_calls"][0], r.tools) if kind == "call"
+                 else not calls)
+        {"call": exact, "ask": asks, "none_fits": none}[kind].append(right)
         if outcomes is not None:
-            right = exact[-1] if kind == "call" else (asks if kind == "ask" else none)[-1]
             outcomes.append({"source": r.source, "kind": kind, "right": right, "question": r.messages[-2]["content"],
                              "offered": sorted(t["function"]["name"] for t in r.tools or []),
                              "gold": gold.get("tool_calls") or gold.get("content"), "output": out})
