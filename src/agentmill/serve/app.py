@@ -9,7 +9,8 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from agentmill.serve import agent_routes, openai_routes
+from agentmill.media import MediaBackends
+from agentmill.serve import agent_routes, audio_routes, openai_routes
 from agentmill.serve.auth import RequireKey
 from agentmill.serve.catalog import Catalog
 from agentmill.serve.engine import Engine
@@ -39,7 +40,7 @@ def create_app(run, tools=None, store=None, settings: ServeSettings | None = Non
         context_tokens=context, cached=settings.agent_sessions_cached)
     state = ServerState(run=run, tools=tools, store=store, settings=settings, engine=engine, catalog=Catalog(run),
                         limiter=Limiter(settings.rate_per_minute, settings.concurrency_per_key),
-                        sessions=sessions, context=context)
+                        sessions=sessions, context=context, media=MediaBackends(settings.media))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -56,6 +57,7 @@ def create_app(run, tools=None, store=None, settings: ServeSettings | None = Non
     app.add_middleware(RequireKey, keys=settings.api_keys)  # the outermost: keys before anything else
     app.include_router(openai_routes.router)
     app.include_router(agent_routes.router)
+    app.include_router(audio_routes.router)
     app.include_router(openai_routes.public)
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 
 from agentmill.agent.toolcall import ParsedCall, parse_tool_calls, repair_call
 from agentmill.serve import sse
+from agentmill.serve.media import read_request_media
 from agentmill.serve.generation import AsyncStream, Delta, Failed, Generation
 from agentmill.serve.errors import ApiError, as_api_error
 from agentmill.serve.prompts import answer_budget, chat_prompt
@@ -38,8 +39,11 @@ class Reply:
     created: int
 
     @classmethod
-    def new(cls, prefix: str, target) -> "Reply":
-        return cls(f"{prefix}-{secrets.token_hex(12)}", target.model, target.info(), int(time.time()))
+    def new(cls, prefix: str, target, extracted=()) -> "Reply":
+        info = target.info()
+        if extracted:  # what the model read from the request's images and recordings
+            info["media"] = [e.summary() for e in extracted]
+        return cls(f"{prefix}-{secrets.token_hex(12)}", target.model, info, int(time.time()))
 
 
 def usage_of(end) -> Usage:
@@ -71,11 +75,12 @@ async def chat_completion(state, body, slot):
     try:
         if body.n != 1:
             raise ApiError(400, f"n is {body.n} but this server returns one choice per request (n=1)", param="n")
+        extracted = await read_request_media(state, body.messages)
         last_user = next((text_of(m.content) for m in reversed(body.messages) if m.role == "user"), "")
         target = await state.catalog.resolve(body.model, last_user, state.engine)
         if state.run.is_classifier(target.task):  # a classification task answers with its label
             slot.release()
-            return await _label_reply(state, body, target, last_user)
+            return await _label_reply(state, body, target, last_user, extracted)
         prompt_text, plan = chat_prompt(state.run, body, target.task)
         ids = state.run.tokenizer(prompt_text + plan.forced, add_special_tokens=False)["input_ids"]
         max_new = answer_budget(len(ids), body.max_completion_tokens or body.max_tokens, state.context,
@@ -84,7 +89,7 @@ async def chat_completion(state, body, slot):
     except BaseException:
         slot.release()
         raise
-    reply = Reply.new("chatcmpl", target)
+    reply = Reply.new("chatcmpl", target, extracted)
     events = _events(state, target, plan, prompt_text, stream)
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -107,12 +112,12 @@ async def chat_completion(state, body, slot):
     return JSONResponse(body.model_dump())
 
 
-async def _label_reply(state, body, target, text: str):
+async def _label_reply(state, body, target, text: str, extracted=()):
     """The task's label for the last user message (nothing generated), as a whole response or a
     stream of one delta; the `agentmill` field says a classifier answered."""
     job = functools.partial(state.run.classify, target.task, text)
     label = await asyncio.wrap_future(state.engine.call(job, task=target.task))
-    reply = Reply.new("chatcmpl", target)
+    reply = Reply.new("chatcmpl", target, extracted)
     reply.info = {**reply.info, "answered_by": "classifier", "labels": state.run.task_info(target.task)["labels"]}
     usage = Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0)
     if not body.stream:

@@ -44,7 +44,11 @@ def as_api_error(err: BaseException) -> ApiError:
     if isinstance(err, ApiError):
         return err
     if isinstance(err, AgentmillError):
+        from agentmill.media import MediaError
         from agentmill.store import SessionNotFound
+
+        if isinstance(err, MediaError):
+            return ApiError(err.status, str(err), param=err.param, code=err.code)
 
         if isinstance(err, SessionNotFound):
             return ApiError(404, str(err), param="session_id", code="session_not_found")

@@ -13,9 +13,17 @@ router = APIRouter(prefix="/v1")
 public = APIRouter()
 
 
+def _cards(state) -> list:
+    """The catalog's cards, each saying what a message to it may carry (text, image, audio)."""
+    cards = state.catalog.cards()
+    for card in cards:
+        card.agentmill["input"] = state.media.accepts
+    return cards
+
+
 @router.get("/models")
 def list_models(request: Request) -> ModelList:
-    return ModelList(data=state_of(request).catalog.cards())
+    return ModelList(data=_cards(state_of(request)))
 
 
 @router.get("/models/{model_id:path}")
@@ -23,7 +31,7 @@ def get_model(request: Request, model_id: str):
     catalog = state_of(request).catalog
     catalog.lookup(model_id)  # 404 for an unknown one
     wanted = catalog.base_id if model_id == "base" and "base" not in catalog.run.tasks else model_id
-    return next(card for card in catalog.cards() if card.id == wanted)
+    return next(card for card in _cards(state_of(request)) if card.id == wanted)
 
 
 @router.post("/chat/completions")

@@ -13,12 +13,14 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from agentmill.media import MediaSettings
+
 KEYS_ENV = "AGENTMILL_API_KEYS"  # comma-separated API keys, added to --api-key
 
 
 class ServeSettings(BaseModel):
     api_keys: list[str] = Field(default_factory=list)  # empty: no auth (loopback only, see `check_bind`)
-    max_body_bytes: int = 1_048_576  # request body (413 above)
+    max_body_bytes: int = 36 * 1024 * 1024  # request body (413 above): room for a 25 MB media file in base64
     max_tokens_cap: int = 1024  # the largest max_tokens a request may ask for (400 above)
     context_tokens: int | None = None  # prompt + completion limit; default: the model's max_position_embeddings
     default_temperature: float = 0.0  # greedy unless the request says otherwise (OpenAI's default is 1)
@@ -31,6 +33,8 @@ class ServeSettings(BaseModel):
     decoder: Literal["auto", "int8", "dense", "model"] = "auto"
     agent_max_new_tokens: int = 256  # per generation of an agent turn
     agent_sessions_cached: int = 64  # agents kept in memory; older ones are resumed from the store
+    # speech and image input, speech output: engines and limits (media/settings.py)
+    media: MediaSettings = Field(default_factory=MediaSettings)
 
 
 def keys_from_env(keys: list[str] | None = None) -> list[str]:

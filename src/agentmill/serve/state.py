@@ -18,6 +18,7 @@ class ServerState:
     limiter: object  # Limiter
     sessions: object | None  # SessionPool (None without a store)
     context: int  # prompt + completion tokens the model takes
+    media: object  # MediaBackends (speech and image engines, loaded on first use)
 
 
 def state_of(request: Request) -> ServerState:

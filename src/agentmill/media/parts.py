@@ -1,0 +1,146 @@
+"""OpenAI content parts with media, as the labelled text the model reads.
+
+A user message's `image_url`, `input_audio` and `file` parts are read with the server's
+backends and replaced by visible text, e.g. ``[image invoice.png, OCR] Total due: $1,234.56``
+or ``[audio, transcript] Can I pay this from account 4821?``: the model (a text model) reads
+that, and the client gets back what was extracted (`Extracted.summary`). A part that cannot be
+read is a MediaError naming it (``messages.[i].content.[j]``), never dropped in silence.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+from agentmill.media.errors import MediaError
+
+NO_TEXT = {"image": "(no text found in the image)", "audio": "(no speech found in the recording)"}
+
+
+@dataclass
+class Extracted:
+    kind: str  # "image" or "audio"
+    name: str  # the file name, when the part gave one
+    engine: str  # "OCR", "vision model" or "transcript"
+    text: str
+    data: bytes = field(repr=False)
+    media_type: str = ""
+    facts: dict = field(default_factory=dict)
+    seconds: float = 0.0  # time taken to extract
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    def label(self) -> str:
+        head = f"[{self.kind}{' ' + self.name if self.name else ''}, {self.engine}]"
+        return f"{head} {self.text}" if self.text.strip() else f"{head} {NO_TEXT[self.kind]}"
+
+    def summary(self) -> dict:
+        return {"type": self.kind, "name": self.name or None, "engine": self.engine, "text": self.text,
+                "sha256": self.sha256, "media_type": self.media_type, "bytes": len(self.data),
+                "seconds": round(self.seconds, 3), **self.facts}
+
+
+def _b64(data: str, where: str) -> bytes:
+    try:
+        return base64.b64decode(data.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise MediaError(f"{where}: the data is not valid base64").at(where) from None
+
+
+def _data_url(url: str, where: str) -> tuple[bytes, str]:
+    """(bytes, declared type) of a ``data:TYPE;base64,...`` URL."""
+    head, sep, payload = url.partition(",")
+    if not sep or ";base64" not in head:
+        raise MediaError(f"{where}: a data URL must be base64 (data:TYPE;base64,...)").at(where)
+    return _b64(payload, where), head[5:].split(";")[0]
+
+
+def _image_bytes(part: dict, backends, where: str) -> tuple[bytes, str]:
+    spec = part.get("image_url")
+    url = spec.get("url") if isinstance(spec, dict) else spec
+    if not isinstance(url, str) or not url:
+        raise MediaError(f"{where}: image_url needs a url (a data URL or http(s))").at(where)
+    if url.startswith("data:"):
+        return _data_url(url, where)
+    if not backends.settings.fetch_urls:
+        raise MediaError(f"{where}: this server does not fetch image URLs (media.fetch_urls is off); send the "
+                         f"image inline as a data URL (data:image/png;base64,...)", code="url_fetch_disabled").at(where)
+    from agentmill.media.fetch import fetch
+
+    s = backends.settings
+    try:
+        return fetch(url, s.max_file_bytes, s.fetch_timeout_s)
+    except MediaError as err:
+        raise err.at(where) from None
+
+
+def _file_bytes(part: dict, where: str) -> tuple[bytes, str, str]:
+    spec = part.get("file") or {}
+    data = spec.get("file_data")
+    if not isinstance(data, str) or not data:
+        raise MediaError(f"{where}: a file part needs file_data (uploaded file ids are not supported here)").at(where)
+    name = str(spec.get("filename") or "")
+    raw, declared = _data_url(data, where) if data.startswith("data:") else (_b64(data, where), "")
+    return raw, declared, name
+
+
+def extract_part(part: dict, backends, where: str) -> Extracted:
+    """One media part read with `backends` (MediaBackends)."""
+    from agentmill.media.image import image_format
+
+    kind = part.get("type")
+    started = time.perf_counter()
+    try:
+        if kind == "image_url":
+            data, declared = _image_bytes(part, backends, where)
+            found = backends.read_image(data, name="image")
+            return Extracted("image", "", found.engine, found.text, data, image_format(data) or declared,
+                             found.facts(), time.perf_counter() - started)
+        if kind == "input_audio":
+            spec = part.get("input_audio") or {}
+            if not isinstance(spec.get("data"), str):
+                raise MediaError(f"{where}: input_audio needs data (base64) and format")
+            data = _b64(spec["data"], where)
+            heard = backends.transcribe(data, name="audio")
+            return Extracted("audio", "", "transcript", heard.text, data, f"audio/{spec.get('format') or 'unknown'}",
+                             {"duration": heard.duration, "language": heard.language}, time.perf_counter() - started)
+        if kind == "file":
+            data, declared, name = _file_bytes(part, where)
+            media_type = image_format(data)
+            if media_type is None:
+                raise MediaError(f"{where}: the file{' ' + name if name else ''} is not an image this server can "
+                                 f"read ({declared or 'unknown type'}); file parts take PNG, JPEG, WebP, GIF, BMP "
+                                 f"or TIFF images", code="unsupported_file")
+            found = backends.read_image(data, name=name or "file")
+            return Extracted("image", name, found.engine, found.text, data, media_type, found.facts(),
+                             time.perf_counter() - started)
+    except MediaError as err:
+        if err.param is None and not str(err).startswith(where):
+            err.args = (f"{where}: {err}",)
+        raise err.at(where) from None
+    raise MediaError(f"{where}: content parts of type {kind!r} are not supported (text, image_url, input_audio "
+                     f"and file are)", code="unsupported_content_part").at(where)
+
+
+def read_content(content, backends, where: str) -> tuple[str | list | None, list[Extracted]]:
+    """`content` with every media part replaced by its labelled text (text parts and strings as
+    they are), and what was extracted. Without media parts the content comes back unchanged."""
+    if not isinstance(content, list) or all(isinstance(p, dict) and p.get("type") == "text" for p in content):
+        return content, []
+    pieces, found = [], []
+    for j, part in enumerate(content):
+        here = f"{where}.[{j}]"
+        if not isinstance(part, dict):
+            raise MediaError(f"{here}: a content part must be an object").at(here)
+        if part.get("type") == "text":
+            pieces.append(str(part.get("text", "")))
+            continue
+        extracted = extract_part(part, backends, here)
+        found.append(extracted)
+        pieces.append(extracted.label())
+    return "\n".join(p for p in pieces if p), found
