@@ -190,3 +190,38 @@ def test_evaluation_sets_are_not_chat_targets_and_classifiers_answer_labels(tiny
     assert f"[intent] {pairs[0][1]}" in out
     with pytest.raises(AgentmillError, match="evaluation set"):
         chat_loop(run, task="domain", console=_console(), input_fn=_script([]))
+
+
+def test_images_and_recordings_in_the_terminal(run, captured, tmp_path, monkeypatch):
+    from media_util import invoice, speak
+
+    monkeypatch.setenv("AGENTMILL_HOME", str(tmp_path / "home"))
+    invoice().save(tmp_path / "invoice.png")
+    (tmp_path / "question.wav").write_bytes(speak("Can I pay this invoice from account 4821?"))
+    console = _console()
+    chat_loop(run, task="t1", console=console, input_fn=_script([
+        f"/image {tmp_path / 'invoice.png'} What is the total due?",
+        f"/audio {tmp_path / 'question.wav'}", "and this?",
+        f"/image {tmp_path / 'question.wav'}", f"/image {tmp_path / 'missing.png'}", "/image"]))
+    first, second = captured[0][-1]["content"], captured[1][-1]["content"]
+    assert first.startswith("What is the total due?\n[image invoice.png, OCR] ACME SUPPLIES LTD\n")
+    assert "Total due: $1,234.56" in first
+    assert second == "and this?\n[audio question.wav, transcript] Can I pay this invoice from account 4821?"
+    out = console.export_text()
+    assert "question.wav is a recording: use /audio" in out and "missing.png: cannot read the file" in out
+    assert "usage: /image FILE [question]" in out and len(captured) == 2
+    kept = [p for p in (tmp_path / "home" / "media").rglob("*") if p.is_file()]
+    assert len(kept) == 2  # both originals, content-addressed
+
+
+def test_one_shot_chat_with_an_image(run, captured, tmp_path, monkeypatch):
+    from media_util import invoice
+
+    monkeypatch.setenv("AGENTMILL_HOME", str(tmp_path / "home"))
+    invoice().save(tmp_path / "invoice.jpg")
+    history = chat_loop(run, task="t1", console=_console(), attach=[str(tmp_path / "invoice.jpg")],
+                        message="What is due?", input_fn=lambda prompt: pytest.fail("one shot reads no input"))
+    assert history[0]["content"].startswith("What is due?\n[image invoice.jpg, OCR] ACME SUPPLIES LTD")
+    assert history[-1] == {"role": "assistant", "content": "answer 1"}
+    with pytest.raises(AgentmillError, match="cannot be read"):
+        chat_loop(run, task="t1", console=_console(), attach=[str(tmp_path / "nope.png")], message="hi")

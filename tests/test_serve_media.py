@@ -185,3 +185,49 @@ def test_media_off_is_refused_and_advertised(run):
         assert body["code"] == "voice_disabled"
         body = error_of(lambda: c.audio.transcriptions.create(model="whisper-1", file=("a.wav", io.BytesIO(b"x"))), 400)
         assert body["code"] == "audio_disabled"
+
+
+# ---------------------------------------------------------------- agent sessions keep their media
+
+
+def test_agent_sessions_keep_the_original_media(run, tmp_path, question_webm):
+    from agentmill.serve.sessions import SessionPool  # noqa: F401 - the pool the app builds
+    from agentmill.store import SQLiteSessionStore
+
+    store = SQLiteSessionStore(tmp_path / "s.db")
+    settings = ServeSettings(max_tokens_cap=16, agent_max_new_tokens=8, media_dir=tmp_path / "media")
+    image = photo_like(invoice())
+    parts = [{"type": "text", "text": "What is the total due?"},
+             {"type": "image_url", "image_url": {"url": data_url(image, "image/jpeg")}},
+             {"type": "input_audio", "input_audio": {"data": base64.b64encode(question_webm).decode(), "format": "webm"}}]
+    with live_server(create_app(run, store=store, settings=settings)) as url, httpx.Client(base_url=url,
+                                                                                          timeout=120) as h:
+        sid = h.post("/v1/agent/sessions", json={}).json()["id"]
+        turn = h.post(f"/v1/agent/sessions/{sid}/messages", json={"content": parts, "task": "t1"})
+        assert turn.status_code == 200, turn.text
+        [user] = [m for m in h.get(f"/v1/agent/sessions/{sid}").json()["messages"] if m["kind"] == "user"]
+        assert user["content"].startswith("What is the total due?\n[image, OCR] ACME SUPPLIES LTD")
+        assert f"[audio, transcript] {QUESTION}" in user["content"]
+        picture, recording = user["meta"]["media"]
+        assert picture["type"] == "image" and "Total due: $1,234.56" in picture["text"]
+        assert recording["type"] == "audio" and recording["text"] == QUESTION
+        got = h.get(f"/v1/agent/media/{picture['sha256']}")
+        assert got.content == image and got.headers["content-type"] == "image/jpeg"
+        got = h.get(f"/v1/agent/media/{recording['sha256']}")
+        assert got.content == question_webm and got.headers["content-type"] == "audio/webm"
+        assert h.get("/v1/agent/media/" + "0" * 64).status_code == 404
+        bad = h.post(f"/v1/agent/sessions/{sid}/messages", json={"content": [
+            {"type": "text", "text": "and this?"}, {"type": "input_audio", "input_audio": {"data": "bm9pc2U=",
+                                                                                        "format": "wav"}}]})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "content.[1]"
+        # the failed message left nothing behind: the session holds the first turn only
+        assert [m["kind"] for m in h.get(f"/v1/agent/sessions/{sid}").json()["messages"]].count("user") == 1
+    # a resumed agent reads the same conversation (the labelled text is what was stored)
+    from agentmill.agent.agent import Agent
+    from agentmill.agent.steps import UserStep
+    from agentmill.tools.setup import registry_for_run
+
+    resumed = Agent.resume(run, registry_for_run(run), store, sid)
+    first = next(s for s in resumed.steps if isinstance(s, UserStep))
+    assert first.media[0]["sha256"] == picture["sha256"] and "Total due: $1,234.56" in first.content
+    store.close()

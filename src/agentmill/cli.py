@@ -79,18 +79,24 @@ def chat(
     db: Optional[Path] = typer.Option(None, "--db", help="Session database (default $AGENTMILL_HOME/sessions.db)."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not store this conversation."),
     max_new_tokens: int = typer.Option(256, help="Longest answer in tokens."),
+    image: list[Path] = typer.Option([], "--image", help="One shot: send this image (read with OCR); repeatable."),
+    audio: list[Path] = typer.Option([], "--audio", help="One shot: send this recording (transcribed); repeatable."),
+    message: Optional[str] = typer.Option(None, "--message", "-m", help="One shot: send this text, print the answer, exit."),
 ):
-    """Multi-turn chat with the run's agent (/reset, /task NAME, /quit); stored as a session."""
+    """Multi-turn chat with the run's agent (/reset, /task NAME, /image FILE, /audio FILE, /quit); stored as a session."""
     from agentmill.model.run import RunModel
     from agentmill.ui.chat import chat_loop
 
     if session and no_store:
         raise AgentmillError("--session resumes a stored session and cannot be combined with --no-store")
+    for path in [*image, *audio]:
+        if not path.is_file():
+            raise AgentmillError(f"{path}: no such file")
     store = _store(db, no_store)
     if session:
         store.get(session)  # an unknown id is an error before the model loads
     chat_loop(RunModel.load(run_dir), task=task, console=console, max_new_tokens=max_new_tokens, store=store,
-              session_id=session)
+              session_id=session, attach=[str(p) for p in [*image, *audio]], message=message)
 
 
 @app.command("run")
@@ -102,14 +108,19 @@ def run_(
     task: Optional[str] = typer.Option(None, "--task", help="Force this task (default: the router picks one)."),
     db: Optional[Path] = typer.Option(None, "--db", help="Session database (default $AGENTMILL_HOME/sessions.db)."),
     max_new_tokens: int = typer.Option(256, help="Longest output per step in tokens."),
+    image: list[Path] = typer.Option([], "--image", help="An image the goal comes with (read with OCR); repeatable."),
+    audio: list[Path] = typer.Option([], "--audio", help="A recording the goal comes with (transcribed); repeatable."),
 ):
     """Goal mode: plan, call tools (each approved unless --yes), observe, answer; stored as a session."""
     from agentmill.ui.goal import goal_run
 
     if not yes and not sys.stdin.isatty():
         raise AgentmillError("tool calls need your approval and stdin is not a terminal: pass --yes to allow them")
+    for path in [*image, *audio]:
+        if not path.is_file():
+            raise AgentmillError(f"{path}: no such file")
     goal_run(run_dir, goal, max_steps=max_steps, yes=yes, task=task, store=_store(db, False), console=console,
-             max_new_tokens=max_new_tokens)
+             max_new_tokens=max_new_tokens, attach=[str(p) for p in [*image, *audio]])
 
 
 @app.command()

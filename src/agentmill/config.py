@@ -144,6 +144,27 @@ class ToolsSpec(_Strict):
         "account_lookup: {database: bank.sql} (paths relative to the recipe).")
 
 
+class MediaSettings(_Strict):
+    """Speech and image input, speech output (media/): which engine, and what a file may be."""
+
+    speech: Literal["whisper", "none"] = Field(
+        "whisper", description="Speech to text: faster-whisper, or none (audio is refused).")
+    speech_model: str | None = Field(
+        None, description="A faster-whisper (CTranslate2) model folder; default: the embedded Whisper tiny.en.")
+    speech_compute_type: str = Field("int8", description="CTranslate2 compute type of the speech model.")
+    image: Literal["tesseract", "vision", "none"] = Field(
+        "tesseract", description="Image to text: Tesseract OCR, a local vision-language model, or none (refused).")
+    image_model: str | None = Field(None, description="The vision-language model folder (image: vision).")
+    ocr_lang: str = Field("eng", description="Tesseract language(s), e.g. eng or eng+deu.")
+    voice: Literal["espeak", "none"] = Field("espeak", description="Text to speech: espeak-ng, or none.")
+    max_file_bytes: int = Field(25 * 1024 * 1024, ge=1, description="Largest audio or image file (OpenAI's 25 MB).")
+    max_audio_seconds: float = Field(600, gt=0, description="Longest audio accepted.")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="Largest image (width x height): decompression bombs stop here.")
+    fetch_urls: bool = Field(
+        False, description="Fetch http(s) image URLs in chat messages (private and loopback addresses are always refused).")
+    fetch_timeout_s: float = Field(10, gt=0, description="Time limit of one URL fetch.")
+
+
 class _StageBase(_Strict):
     train: dict[str, Any] = Field(default_factory=dict, description="Overrides of the global `train` for this stage.")
 
@@ -214,6 +235,8 @@ class Recipe(_Strict):
     train: TrainSpec = Field(default_factory=TrainSpec)
     stages: list[Stage] = Field(min_length=1)
     tools: ToolsSpec = Field(default_factory=ToolsSpec, description="Tools the agent may call (per-task allow-lists).")
+    media: MediaSettings = Field(default_factory=MediaSettings,
+                                 description="Speech and image engines of the agent (chat, serve, data preparation).")
     profiles: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Named sets of dotted overrides, chosen with profile=NAME.")
     profile: str | None = Field(None, description="The profile applied (set by the profile=NAME override).")

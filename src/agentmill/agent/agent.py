@@ -163,16 +163,23 @@ class Agent:
         return step
 
     def turn(self, text: str, task: str | None = None, on_event: Event | None = None,
-             approve: Approve | None = None) -> TurnResult:
+             approve: Approve | None = None, media: list | None = None) -> TurnResult:
+        """One user message and everything it causes. `media`: the message's images and recordings,
+        already read (media/parts.py `Extracted`); the model reads their labelled text after `text`,
+        routing and classification read their plain text."""
+        from agentmill.media.parts import compose, plain
+
         on_event = on_event or (lambda kind, payload: None)
         first = len(self.steps)
+        media = list(media or [])
+        said = plain(text, media)
         if self.store is not None and self.session_id is not None and not any(
                 isinstance(s, UserStep) for s in self.steps) and not self.store.get(self.session_id).title:
-            self.store.rename(self.session_id, " ".join(text.split())[:60])  # a session is named by its start
-        self._add(UserStep(text))
-        route = self.route(text, task, on_event)
+            self.store.rename(self.session_id, " ".join(said.split())[:60])  # a session is named by its start
+        self._add(UserStep(compose(text, media), media=[m.summary() for m in media]))
+        route = self.route(said, task, on_event)
         if self.run.is_classifier(route.task):  # a classification task answers with its label
-            answer = self._add(AnswerStep(self._label(route.task, text), route.task))
+            answer = self._add(AnswerStep(self._label(route.task, said), route.task))
             on_event("token", answer.content)
             on_event("answer", answer)
             return TurnResult(answer.content, route.task, self.steps[first:], Usage())

@@ -15,7 +15,7 @@ from agentmill.agent.agent import Agent, Approve, Event, TurnResult
 
 
 def run_goal(agent: Agent, goal: str, max_steps: int = 8, approve: Approve | None = None,
-             on_event: Event | None = None) -> TurnResult:
+             on_event: Event | None = None, media: list | None = None) -> TurnResult:
     goal = goal.strip()
     if not goal:
         from agentmill.errors import AgentmillError
@@ -24,4 +24,4 @@ def run_goal(agent: Agent, goal: str, max_steps: int = 8, approve: Approve | Non
     agent.budgets = replace(agent.budgets, tool_steps_per_turn=max_steps)
     if agent.store is not None and agent.session_id is not None:
         agent.store.rename(agent.session_id, f"goal: {goal[:60]}")
-    return agent.turn(goal, on_event=on_event, approve=approve)
+    return agent.turn(goal, on_event=on_event, approve=approve, media=media)

@@ -15,7 +15,10 @@ from dataclasses import asdict, dataclass, field, fields
 
 @dataclass
 class UserStep:
-    content: str
+    content: str  # what the model reads: the typed text, then each image's or recording's labelled text
+    # the images and recordings of the message (media/parts.py `Extracted.summary`: type, name, engine,
+    # extracted text, sha256 of the original kept in media/store.py, ...)
+    media: list[dict] = field(default_factory=list)
     kind: str = field(default="user", init=False)
 
 

@@ -77,6 +77,22 @@ def decode_audio(data: bytes, *, max_seconds: float | None = None, rate: int = R
     return Audio(samples, rate, kind)
 
 
+_CONTAINER_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg", "ogg": "audio/ogg", "flac": "audio/flac", "aac": "audio/aac",
+                   "matroska,webm": "audio/webm", "mov,mp4,m4a,3gp,3g2,mj2": "audio/mp4"}
+
+
+def audio_type(data: bytes) -> str | None:
+    """The MIME type of `data` if FFmpeg recognises it as audio (header only), else None."""
+    av = _av()
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            if not any(s.type == "audio" for s in container.streams):
+                return None
+            return _CONTAINER_TYPES.get(container.format.name, "application/octet-stream")
+    except (av.error.FFmpegError, ValueError):
+        return None
+
+
 def _reason(err: Exception) -> str:
     return getattr(err, "strerror", None) or str(err)
 

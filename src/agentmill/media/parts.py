@@ -144,3 +144,42 @@ def read_content(content, backends, where: str) -> tuple[str | list | None, list
         found.append(extracted)
         pieces.append(extracted.label())
     return "\n".join(p for p in pieces if p), found
+
+
+def compose(text: str, extracted: list[Extracted]) -> str:
+    """A message's text as the model reads it: the typed text, then each item's labelled text."""
+    return "\n".join(p for p in [text, *(e.label() for e in extracted)] if p)
+
+
+def plain(text: str, extracted: list[Extracted]) -> str:
+    """The same without labels (what routing and classification read)."""
+    return "\n".join(p for p in [text, *(e.text for e in extracted)] if p.strip())
+
+
+def extract_file(path, backends) -> Extracted:
+    """An image or recording on disk, read by its content (a MediaError naming the file otherwise)."""
+    from pathlib import Path
+
+    from agentmill.media.image import image_format
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise MediaError(f"{path}: cannot read the file ({err.strerror or err})") from None
+    backends.check_size(data, str(path))
+    started = time.perf_counter()
+    media_type = image_format(data)
+    if media_type is not None:
+        found = backends.read_image(data, name=str(path))
+        return Extracted("image", path.name, found.engine, found.text, data, media_type, found.facts(),
+                         time.perf_counter() - started)
+    try:
+        heard = backends.transcribe(data, name=str(path))
+    except MediaError as err:
+        if err.code != "invalid_media" or "not an audio file" not in str(err):
+            raise
+        raise MediaError(f"{path}: neither an image (PNG, JPEG, WebP, GIF, BMP, TIFF) nor a recording (WAV, MP3, "
+                         f"FLAC, Ogg, WebM, M4A) that can be read") from None
+    return Extracted("audio", path.name, "transcript", heard.text, data, "audio/" + (path.suffix[1:] or "unknown"),
+                     {"duration": heard.duration, "language": heard.language}, time.perf_counter() - started)

@@ -1,35 +1,14 @@
-"""`MediaSettings`: which engine reads speech and images and what a file may be (the recipe's
-`media:`, and the server's); `MediaBackends`: those engines, built when first used."""
+"""`MediaBackends`: the engines `MediaSettings` (config.py: the recipe's `media:`, and the
+server's) chooses, each built when first used, and the limits every file is held to."""
 
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from agentmill.config import MediaSettings
 from agentmill.media.errors import MediaError
 
-
-class MediaSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    speech: Literal["whisper", "none"] = Field(
-        "whisper", description="Speech to text: faster-whisper, or none (audio is refused).")
-    speech_model: str | None = Field(
-        None, description="A faster-whisper (CTranslate2) model folder; default: the embedded Whisper tiny.en.")
-    speech_compute_type: str = Field("int8", description="CTranslate2 compute type of the speech model.")
-    image: Literal["tesseract", "vision", "none"] = Field(
-        "tesseract", description="Image to text: Tesseract OCR, a local vision-language model, or none (refused).")
-    image_model: str | None = Field(None, description="The vision-language model folder (image: vision).")
-    ocr_lang: str = Field("eng", description="Tesseract language(s), e.g. eng or eng+deu.")
-    voice: Literal["espeak", "none"] = Field("espeak", description="Text to speech: espeak-ng, or none.")
-    max_file_bytes: int = Field(25 * 1024 * 1024, ge=1, description="Largest audio or image file (OpenAI's 25 MB).")
-    max_audio_seconds: float = Field(600, gt=0, description="Longest audio accepted.")
-    max_image_pixels: int = Field(40_000_000, ge=1, description="Largest image (width x height): decompression bombs stop here.")
-    fetch_urls: bool = Field(
-        False, description="Fetch http(s) image URLs in chat messages (private and loopback addresses are always refused).")
-    fetch_timeout_s: float = Field(10, gt=0, description="Time limit of one URL fetch.")
+__all__ = ["MediaBackends", "MediaSettings", "media_settings_of"]
 
 
 class MediaBackends:
@@ -94,3 +73,8 @@ class MediaBackends:
         reader = self.image
         picture = decode_image(self.check_size(data, name), max_pixels=self.settings.max_image_pixels, name=name)
         return reader.read(picture)
+
+
+def media_settings_of(run) -> MediaSettings:
+    """The run's recipe `media:` settings (its manifest; the defaults for a run made before them)."""
+    return MediaSettings(**(getattr(run, "manifest", None) or {}).get("media", {}))

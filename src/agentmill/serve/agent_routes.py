@@ -6,13 +6,14 @@ import asyncio
 import json
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from agentmill.agent.agent import BASE
 from agentmill.agent.steps import AnswerStep, NoticeStep, RouteStep, ToolResultStep, to_dict
 from agentmill.serve import sse
 from agentmill.errors import AgentmillError
 from agentmill.serve.errors import ApiError, as_api_error
+from agentmill.serve.media import read_agent_message
 from agentmill.serve.schemas import AgentMessage, SessionCreate
 from agentmill.serve.state import state_of
 
@@ -39,6 +40,20 @@ def list_sessions(request: Request, all: bool = False, limit: int | None = None)
 @router.get("/sessions/{session_id}")
 def get_session(request: Request, session_id: str):
     return _pool(request).detail(session_id)
+
+
+@router.get("/media/{digest}")
+def get_media(request: Request, digest: str):
+    """An image or recording a stored message references, by its SHA-256 (as its `media` lists it)."""
+    from agentmill.media.audio import audio_type
+    from agentmill.media.image import image_format
+
+    data = state_of(request).media_store.get(digest)
+    if data is None:
+        raise ApiError(404, f"no stored media {digest[:80]!r}", param="digest", code="media_not_found")
+    kind = image_format(data) or audio_type(data) or "application/octet-stream"
+    return Response(data, media_type=kind, headers={"Cache-Control": "private, max-age=31536000, immutable",
+                                                    "X-Content-Type-Options": "nosniff"})
 
 
 @router.delete("/sessions/{session_id}")
@@ -92,6 +107,9 @@ async def post_message(request: Request, session_id: str, body: AgentMessage):
     slot = state.limiter.acquire(request.state.caller)
     try:
         await asyncio.to_thread(pool.store.get, session_id)  # 404 before anything runs
+        text, media = await read_agent_message(state, body.content)
+        if not text.strip() and not media:
+            raise ApiError(400, "the message has no text and no media", param="content")
         lock = pool.claim(session_id)
     except BaseException:
         slot.release()
@@ -110,7 +128,7 @@ async def post_message(request: Request, session_id: str, body: AgentMessage):
         try:
             agent = holder["agent"] = pool.agent(session_id)
             agent.cancelled.clear()
-            result = agent.turn(body.content, task=task,
+            result = agent.turn(text, task=task, media=media,
                                 on_event=lambda kind, value: push((kind, payload(kind, value))))
             push(("__done__", result))
             return result

@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from agentmill.media import MediaBackends
+from agentmill.media.store import MediaStore
 from agentmill.serve import agent_routes, audio_routes, openai_routes
 from agentmill.serve.auth import RequireKey
 from agentmill.serve.catalog import Catalog
@@ -40,7 +41,8 @@ def create_app(run, tools=None, store=None, settings: ServeSettings | None = Non
         context_tokens=context, cached=settings.agent_sessions_cached)
     state = ServerState(run=run, tools=tools, store=store, settings=settings, engine=engine, catalog=Catalog(run),
                         limiter=Limiter(settings.rate_per_minute, settings.concurrency_per_key),
-                        sessions=sessions, context=context, media=MediaBackends(settings.media))
+                        sessions=sessions, context=context, media=MediaBackends(settings.media),
+                        media_store=MediaStore(settings.media_dir))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

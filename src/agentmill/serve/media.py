@@ -32,3 +32,28 @@ async def read_request_media(state, messages) -> list:
     if not has_media(messages):
         return []
     return await asyncio.wrap_future(state.engine.call(lambda: _read_all(state.media, messages)))
+
+
+def _read_agent_parts(state, parts: list) -> tuple[str, list]:
+    from agentmill.media.errors import MediaError
+    from agentmill.media.parts import extract_part
+
+    texts, found = [], []
+    for j, part in enumerate(parts):
+        where = f"content.[{j}]"
+        if not isinstance(part, dict):
+            raise MediaError(f"{where}: a content part must be an object").at(where)
+        if part.get("type") == "text":
+            texts.append(str(part.get("text", "")))
+        else:
+            found.append(extract_part(part, state.media, where))
+    for item in found:  # the originals are kept before the message that references them is stored
+        state.media_store.put(item.data)
+    return "\n".join(t for t in texts if t), found
+
+
+async def read_agent_message(state, content) -> tuple[str, list]:
+    """(typed text, media read from it) of an agent message: text, or OpenAI content parts."""
+    if isinstance(content, str):
+        return content, []
+    return await asyncio.wrap_future(state.engine.call(lambda: _read_agent_parts(state, content)))

@@ -93,7 +93,8 @@ class SessionCreate(_Loose):
 
 
 class AgentMessage(_Loose):
-    content: str = Field(min_length=1)
+    # text, or OpenAI content parts: text, image_url, input_audio, file (read into text: media/parts.py)
+    content: str | list[dict[str, Any]] = Field(min_length=1)
     task: str = "auto"  # "auto" (the router), "base" (no adapter) or a task name
     stream: bool = False
 

@@ -23,9 +23,12 @@ def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 8000, api_keys: li
     from agentmill.serve.app import create_app
     from agentmill.store import open_store
 
+    from agentmill.media.settings import media_settings_of
+
     run = RunModel.load(run_dir)
     store = open_store(db)
-    app = create_app(run, store=store, settings=ServeSettings(api_keys=keys, decoder=decoder))
+    app = create_app(run, store=store, settings=ServeSettings(api_keys=keys, decoder=decoder,
+                                                                 media=media_settings_of(run)))
     if console is not None:
         shown = "localhost" if host in ("127.0.0.1", "::1", "0.0.0.0") else host
         console.print(f"serving [bold]{run.manifest.get('name', run_dir)}[/] on http://{shown}:{port} "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from pathlib import Path
 
 from typing import Literal
 
@@ -35,6 +36,7 @@ class ServeSettings(BaseModel):
     agent_sessions_cached: int = 64  # agents kept in memory; older ones are resumed from the store
     # speech and image input, speech output: engines and limits (media/settings.py)
     media: MediaSettings = Field(default_factory=MediaSettings)
+    media_dir: Path | None = None  # the agent's original images and recordings; default $AGENTMILL_HOME/media
 
 
 def keys_from_env(keys: list[str] | None = None) -> list[str]:

@@ -19,6 +19,7 @@ class ServerState:
     sessions: object | None  # SessionPool (None without a store)
     context: int  # prompt + completion tokens the model takes
     media: object  # MediaBackends (speech and image engines, loaded on first use)
+    media_store: object  # MediaStore (the agent's original media files)
 
 
 def state_of(request: Request) -> ServerState:

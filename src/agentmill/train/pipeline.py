@@ -205,6 +205,7 @@ def train_recipe(recipe: Recipe, out: Path | None = None, resume: bool = False, 
             "template": {"chat_template": tokenizer.chat_template, "eos_token": tokenizer.eos_token},
             "precision": accelerator.mixed_precision, "precision_requested": recipe.train.precision, "stages": records, "tasks": _tasks_with_eval(ctx),
             "router": ctx.router, "tools": recipe.tools.model_dump(mode="json"),
+            "media": recipe.media.model_dump(mode="json"),
         }
         write_json_atomic(work / "manifest.json", manifest)
         if console is not None:

@@ -5,7 +5,9 @@ tools (shown as ``→ tool(args)`` and ``← result``), and is stored in the ses
 one is given, so ``agentmill chat RUN_DIR --session ID`` picks the conversation up again.
 Commands: ``/reset`` starts a new conversation, ``/task NAME`` forces a task (``/task`` alone
 lists them, ``/task auto`` gives routing back to the router, ``/task base`` uses the bare
-backbone), ``/quit`` ends (so do EOF and Ctrl-C). The input function is injectable so tests
+backbone), ``/image FILE [question]`` and ``/audio FILE [question]`` attach a picture or a
+recording (read with OCR / speech recognition; sent with the question, or with the next
+message), ``/quit`` ends (so do EOF and Ctrl-C). The input function is injectable so tests
 and the demo can script a conversation.
 """
 
@@ -24,7 +26,7 @@ from agentmill.errors import AgentmillError
 
 HELP = ("commands: [bold]/reset[/] new conversation · [bold]/task NAME[/] force a task "
         "([bold]/task[/] lists them, [bold]/task auto[/] = router, [bold]/task base[/] = no adapter) · "
-        "[bold]/quit[/] end")
+        "[bold]/image FILE[/] · [bold]/audio FILE[/] attach (then the question) · [bold]/quit[/] end")
 AUTO = "auto"
 
 
@@ -32,10 +34,17 @@ class _Session:
     """One chat: the agent and the console; `handle` processes one input line."""
 
     def __init__(self, agent: Agent, console: Console):
+        from agentmill.media import MediaBackends
+        from agentmill.media.settings import media_settings_of
+        from agentmill.media.store import MediaStore
+
         self.agent = agent
         self.console = console
         self.run = agent.run
         self.last = None  # the latest TurnResult
+        self.media = MediaBackends(media_settings_of(agent.run))
+        self.media_store = MediaStore()
+        self.attached = []  # images and recordings waiting for the next message (media.parts.Extracted)
 
     @property
     def label(self) -> str:
@@ -103,6 +112,12 @@ class _Session:
                 self.switch(arg)
             else:
                 self.list_tasks()
+        elif name in ("image", "audio"):
+            path, _, question = arg.partition(" ")
+            if not path:
+                self.console.print(f"[red]usage:[/] /{name} FILE \\[question]")
+            elif self.attach(path, name) and question.strip():
+                self.answer(question.strip())
         else:
             if name not in ("help", "?"):
                 self.console.print(f"[red]unknown command[/] /{escape(name)}")
@@ -125,9 +140,34 @@ class _Session:
         elif kind == "notice":
             c.print(f"\n[yellow]{escape(payload.text)}[/]", end="" if payload.reason == "trim" else "\n")
 
-    def answer(self, text: str) -> str:
+    def attach(self, path: str, kind: str | None = None) -> bool:
+        """Read an image or a recording for the next message; False (error shown) if it cannot be."""
+        from agentmill.media import MediaError
+        from agentmill.media.parts import extract_file
+
         try:
-            result = self.agent.turn(text, on_event=self.on_event)
+            item = extract_file(path, self.media)
+        except MediaError as err:
+            self.console.print(f"[red]error:[/] {escape(str(err))}")
+            return False
+        if kind and item.kind != kind:
+            self.console.print(f"[red]error:[/] {escape(path)} is {'an image' if item.kind == 'image' else 'a recording'}: "
+                               f"use /{item.kind}")
+            return False
+        self.attached.append(item)
+        facts = item.facts
+        detail = (f"{facts['width']}x{facts['height']}" + (f", confidence {facts['mean_confidence']:.0f}"
+                                                           if facts.get("mean_confidence") is not None else "")
+                  if item.kind == "image" else f"{facts['duration']:.1f} s")
+        self.console.print(f"[dim]{escape(item.label())}[/] [dim]({detail}, {item.seconds:.1f} s to read)[/]")
+        return True
+
+    def answer(self, text: str) -> str:
+        media, self.attached = self.attached, []
+        for item in media:  # the originals are kept before the message that references them
+            self.media_store.put(item.data)
+        try:
+            result = self.agent.turn(text, on_event=self.on_event, media=media)
         except KeyboardInterrupt:
             self.console.print()
             raise
@@ -172,8 +212,10 @@ def _agent(run, tools, store, session_id, budgets) -> Agent:
 
 def chat_loop(run, task: str | None = None, console: Console | None = None, input_fn: Callable[[str], str] | None = None,
               max_new_tokens: int = 256, tools=None, store=None, session_id: str | None = None,
-              budgets: Budgets | None = None) -> list[dict]:
-    """Chat until /quit, EOF or Ctrl-C; returns the conversation (OpenAI messages)."""
+              budgets: Budgets | None = None, attach: list[str] = (), message: str | None = None) -> list[dict]:
+    """Chat until /quit, EOF or Ctrl-C; returns the conversation (OpenAI messages).
+
+    One shot: with `attach` (image or audio files) or `message`, answer that one message and return."""
     console = console or Console()
     input_fn = input_fn or (lambda prompt: input(prompt))  # looked up at call time (tests patch it)
     budgets = budgets or Budgets(max_new_tokens=max_new_tokens)
@@ -188,6 +230,13 @@ def chat_loop(run, task: str | None = None, console: Console | None = None, inpu
                   f"task [bold]{escape(session.label)}[/]{where}. {HELP}")
     if session_id:
         console.print(f"[dim]resumed: {len(to_messages(session.agent.steps))} earlier messages[/]")
+    if attach or message is not None:
+        for path in attach:
+            if not session.attach(path):
+                raise AgentmillError(f"{path}: cannot be read (see above)")
+        console.print(f"[bold]you>[/] {escape(message or '')}")
+        session.answer(message or "")
+        return to_messages(session.agent.steps)
     while True:
         try:
             line = input_fn("you> ")
@@ -225,8 +274,11 @@ def scripted_chat(run, lines: list[str], task: str | None = None, console: Conso
             continue
         console.print(f"[bold]you>[/] {escape(line)}")
         if line.startswith("/"):
+            before = session.last
             if not session.command(line):
                 break
+            if session.last is not before:  # /image FILE question: the command sent a message
+                pairs.append((line, session.last.answer))
             continue
         pairs.append((line, session.answer(line)))
     return pairs

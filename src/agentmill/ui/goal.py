@@ -15,12 +15,14 @@ from agentmill.agent.goal import run_goal
 
 def goal_run(run_dir, goal: str, max_steps: int = 8, yes: bool = False, task: str | None = None, store=None,
              console: Console | None = None, max_new_tokens: int = 256,
-             confirm: Callable[[str], bool] | None = None, run=None, tools=None):
+             confirm: Callable[[str], bool] | None = None, run=None, tools=None, attach: list[str] = ()):
+    """Goal mode in the terminal; `attach`: images or recordings the goal comes with (read first)."""
     from agentmill.model.run import RunModel
     from agentmill.tools.setup import registry_for_run
 
     console = console or Console()
     run = run or RunModel.load(run_dir)
+    media = _read_attachments(run, attach, console)
     agent = Agent(run, tools or registry_for_run(run), budgets=Budgets(max_new_tokens=max_new_tokens), store=store,
                   forced_task=task)
     if store is not None:
@@ -56,7 +58,7 @@ def goal_run(run_dir, goal: str, max_steps: int = 8, yes: bool = False, task: st
         fn = call["function"]
         return confirm(f"  run {fn['name']}({json.dumps(fn['arguments'], ensure_ascii=False)})?")
 
-    result = run_goal(agent, goal, max_steps=max_steps, approve=approve, on_event=on_event)
+    result = run_goal(agent, goal, max_steps=max_steps, approve=approve, on_event=on_event, media=media)
     console.print(f"[bold green]answer:[/] {escape(result.answer)}")
     u = result.usage
     where = f"; session {agent.session_id}" if agent.session_id else ""
@@ -64,3 +66,20 @@ def goal_run(run_dir, goal: str, max_steps: int = 8, yes: bool = False, task: st
                   f"{u.completion_tokens} completion tokens{where}"
                   + (f"; stopped: {result.stopped}" if result.stopped else "") + "[/]")
     return result, agent
+
+
+def _read_attachments(run, paths, console) -> list:
+    from agentmill.media import MediaBackends
+    from agentmill.media.parts import extract_file
+    from agentmill.media.settings import media_settings_of
+    from agentmill.media.store import MediaStore
+
+    if not paths:
+        return []
+    backends, store, media = MediaBackends(media_settings_of(run)), MediaStore(), []
+    for path in paths:
+        item = extract_file(path, backends)
+        store.put(item.data)
+        console.print(f"[dim]{escape(item.label())}[/]")
+        media.append(item)
+    return media
