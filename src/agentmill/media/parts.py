@@ -127,23 +127,25 @@ def extract_part(part: dict, backends, where: str) -> Extracted:
                      f"and file are)", code="unsupported_content_part").at(where)
 
 
+def read_parts(parts: list, backends, where: str) -> list:
+    """Each part of `parts` in order: a text part as its text, a media part as its `Extracted`."""
+    out = []
+    for j, part in enumerate(parts):
+        here = f"{where}.[{j}]" if where else f"[{j}]"
+        if not isinstance(part, dict):
+            raise MediaError(f"{here}: a content part must be an object").at(here)
+        out.append(str(part.get("text", "")) if part.get("type") == "text" else extract_part(part, backends, here))
+    return out
+
+
 def read_content(content, backends, where: str) -> tuple[str | list | None, list[Extracted]]:
     """`content` with every media part replaced by its labelled text (text parts and strings as
     they are), and what was extracted. Without media parts the content comes back unchanged."""
     if not isinstance(content, list) or all(isinstance(p, dict) and p.get("type") == "text" for p in content):
         return content, []
-    pieces, found = [], []
-    for j, part in enumerate(content):
-        here = f"{where}.[{j}]"
-        if not isinstance(part, dict):
-            raise MediaError(f"{here}: a content part must be an object").at(here)
-        if part.get("type") == "text":
-            pieces.append(str(part.get("text", "")))
-            continue
-        extracted = extract_part(part, backends, here)
-        found.append(extracted)
-        pieces.append(extracted.label())
-    return "\n".join(p for p in pieces if p), found
+    read = read_parts(content, backends, where)
+    pieces = [p.label() if isinstance(p, Extracted) else p for p in read]
+    return "\n".join(p for p in pieces if p), [p for p in read if isinstance(p, Extracted)]
 
 
 def compose(text: str, extracted: list[Extracted]) -> str:

@@ -35,21 +35,13 @@ async def read_request_media(state, messages) -> list:
 
 
 def _read_agent_parts(state, parts: list) -> tuple[str, list]:
-    from agentmill.media.errors import MediaError
-    from agentmill.media.parts import extract_part
+    from agentmill.media.parts import Extracted, read_parts
 
-    texts, found = [], []
-    for j, part in enumerate(parts):
-        where = f"content.[{j}]"
-        if not isinstance(part, dict):
-            raise MediaError(f"{where}: a content part must be an object").at(where)
-        if part.get("type") == "text":
-            texts.append(str(part.get("text", "")))
-        else:
-            found.append(extract_part(part, state.media, where))
+    read = read_parts(parts, state.media, "content")
+    found = [p for p in read if isinstance(p, Extracted)]
     for item in found:  # the originals are kept before the message that references them is stored
         state.media_store.put(item.data)
-    return "\n".join(t for t in texts if t), found
+    return "\n".join(p for p in read if isinstance(p, str) and p), found
 
 
 async def read_agent_message(state, content) -> tuple[str, list]:
