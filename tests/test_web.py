@@ -70,7 +70,8 @@ def server(web_run, tmp_path_factory):
 
     run = RunModel.load(web_run, device="cpu")
     store = SQLiteSessionStore(tmp_path_factory.mktemp("webdb") / "sessions.db")
-    app = create_app(run, store=store, settings=ServeSettings(agent_max_new_tokens=MAX_NEW_TOKENS))
+    app = create_app(run, store=store, settings=ServeSettings(agent_max_new_tokens=MAX_NEW_TOKENS,
+                                                              media_dir=tmp_path_factory.mktemp("webmedia")))
     # a short pause per decode step: each reply then streams over ~0.5 s instead of a blink
     batch = app.state.agentmill.engine.batch
     step = batch.step
@@ -90,12 +91,17 @@ def server(web_run, tmp_path_factory):
 
 
 @pytest.fixture
-def page():
+def browser_args():
+    return []
+
+
+@pytest.fixture
+def page(browser_args):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", *browser_args])
         context = browser.new_context(viewport={"width": 1280, "height": 820}, color_scheme="light",
                                       permissions=["clipboard-read", "clipboard-write"])
         context.add_init_script(STREAM_RECORDER)
@@ -266,3 +272,82 @@ def test_stored_tool_steps_render_as_cards_and_markdown_is_safe(server, page):
 
     expect(copy).to_have_text("Copied")  # the click handler awaits the clipboard first
     assert page.evaluate("navigator.clipboard.readText()") == MARKDOWN  # the answer's markdown source
+
+
+SPOKEN = "What is the balance of my savings account?"
+
+
+@pytest.fixture
+def spoken_wav(tmp_path):
+    from media_util import speak
+
+    path = tmp_path / "spoken.wav"
+    path.write_bytes(speak(SPOKEN))
+    return path
+
+
+def test_an_image_in_the_page(server, page, tmp_path):
+    """Attach an image (thumbnail before sending), send it and see what OCR read; have an answer
+    read aloud; reload and find the image in the conversation."""
+    from media_util import invoice
+
+    invoice().save(tmp_path / "invoice.png")
+    page.goto(server.url)
+    _wait_ready(page)
+    assert page.locator("#attach").is_visible() and page.locator("#mic").is_visible()
+    page.set_input_files("#file-input", str(tmp_path / "invoice.png"))
+    thumb = page.locator(".attachment img")
+    thumb.wait_for()
+    assert page.locator(".attachment-name").inner_text() == "invoice.png"
+    assert page.evaluate("document.querySelector('.attachment img').naturalWidth") == 900
+    reply = _send(page, "What is the total due?")
+    assert page.locator(".attachments").is_hidden()  # sent: the strip is empty again
+    user = page.locator(".msg.user").last
+    assert user.locator(".bubble").inner_text() == "What is the total due?"
+    note = user.locator("figure pre")
+    page.wait_for_function("() => document.querySelector('.msg.user figure pre').textContent.includes('Total due')")
+    assert "Total due: $1,234.56" in note.text_content()
+    assert reply.locator(".md.answer").inner_text().strip()
+    session_id = page.evaluate("location.hash.slice(1)")
+    with page.expect_response(lambda r: r.url.endswith("/v1/audio/speech")) as spoken:
+        reply.locator(".read-btn").click()
+    assert spoken.value.status == 200 and spoken.value.headers["content-type"] == "audio/wav"
+
+    # reload: the image comes back from the media store, fetched with the page's key
+    page.reload()
+    _wait_ready(page)
+    assert page.evaluate("location.hash.slice(1)") == session_id
+    page.wait_for_function("() => { const img = document.querySelector('.msg.user .user-media img');"
+                           " return img && img.src.startsWith('blob:') && img.naturalWidth === 900; }")
+    restored = page.locator(".msg.user").last
+    assert restored.locator(".bubble").inner_text() == "What is the total due?"  # the OCR text is not in the bubble
+    assert "ACME SUPPLIES LTD" in restored.locator("figure pre").text_content()
+    restored.locator("figure summary").click()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-media.png"))
+
+
+def test_the_microphone_transcript_lands_in_the_composer(server, spoken_wav):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={spoken_wav}"])
+        page = browser.new_context(permissions=["microphone"]).new_page()
+        page.set_default_timeout(30_000)
+        errors = []
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        page.goto(server.url)
+        _wait_ready(page)
+        page.locator("#mic").click()
+        page.wait_for_selector("#mic.recording")
+        page.wait_for_timeout(3600)  # the question once (3.3 s), then the fake device loops it
+        with page.expect_response(lambda r: r.url.endswith("/v1/audio/transcriptions")) as heard:
+            page.locator("#mic").click()
+        assert heard.value.status == 200
+        page.wait_for_function("() => document.querySelector('#input').value.length > 10")
+        text = page.locator("#input").input_value()
+        browser.close()
+    assert "balance of my savings account" in text.lower(), text
+    assert not errors, errors

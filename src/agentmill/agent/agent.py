@@ -175,7 +175,8 @@ class Agent:
         said = plain(text, media)
         if self.store is not None and self.session_id is not None and not any(
                 isinstance(s, UserStep) for s in self.steps) and not self.store.get(self.session_id).title:
-            self.store.rename(self.session_id, " ".join(said.split())[:60])  # a session is named by its start
+            named = text if text.strip() else said  # what was typed, else what was said or read
+            self.store.rename(self.session_id, " ".join(named.split())[:60])  # a session is named by its start
         self._add(UserStep(compose(text, media), media=[m.summary() for m in media]))
         route = self.route(said, task, on_event)
         if self.run.is_classifier(route.task):  # a classification task answers with its label

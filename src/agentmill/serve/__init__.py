@@ -22,6 +22,15 @@ that answered and ``agentmill`` = ``{"task", "adapter", "routed", "scores"}``; t
 tool calls come back as OpenAI ``tool_calls`` with ``finish_reason: "tool_calls"``. Streamed
 exactly as OpenAI does (serve/chat.py).
 
+Chat messages may carry OpenAI content parts ``image_url`` (data URLs; http(s) only with
+``media.fetch_urls``), ``input_audio`` and ``file`` (images): each is read (OCR, speech
+recognition; media/) into a labelled text part the model reads, and ``agentmill.media`` of the
+answer lists what was read. A part that cannot be read is a 400 naming ``messages.[i].content.[j]``.
+``GET /v1/models`` entries say what they accept in ``agentmill.input``.
+
+``POST /v1/audio/transcriptions``, ``/v1/audio/translations``, ``/v1/audio/speech``: OpenAI's audio
+routes (serve/audio_routes.py). ``GET /v1/agent/media/{sha256}``: a stored message's original file.
+
 ``POST /v1/completions`` — ``prompt`` (one string), ``model``, the same sampling fields: the
 prompt continued without the chat template (serve/completions.py).
 
@@ -34,11 +43,12 @@ Agent (server-side tools of the run, sessions in the store):
   (``seq, role, content, kind, task, tool_calls, tool_call_id, name, meta, created, ...``; kinds
   user, route, model, tool_result, answer, notice; ``meta`` is the step itself)
 - ``DELETE /v1/agent/sessions/{id}`` → ``{"id", "object": "agent.session", "deleted": true}``
-- ``POST /v1/agent/sessions/{id}/messages`` ``{"content": str, "task": "auto"|"base"|NAME,
-  "stream": bool}``. Not streamed: ``{"object": "agent.turn", "session_id", "answer", "task",
+- ``POST /v1/agent/sessions/{id}/messages`` ``{"content": str | OpenAI content parts (text,
+  image_url, input_audio, file), "task": "auto"|"base"|NAME, "stream": bool}``. Not streamed: ``{"object": "agent.turn", "session_id", "answer", "task",
   "stopped", "usage", "steps": [...]}``. Streamed: SSE named events, each ``event: KIND`` +
   ``data: JSON``, in order of happening:
-  ``route`` {task (null = the base model), scores, forced} · ``token`` {text} (answer text only,
+  ``media`` {media: [{type, name, engine, text, sha256, ...}]} (only for a message with images or
+  recordings: what was read from them) · ``route`` {task (null = the base model), scores, forced} · ``token`` {text} (answer text only,
   never tool-call markup) · ``tool_call`` {id, type, function: {name, arguments (JSON text)}} ·
   ``tool_result`` {id, name, content, error} · ``notice`` {reason, text} · ``answer`` {content,
   task, usage} · ``done`` {session_id, task, stopped, usage} — or ``error`` {"error": {...}}.

@@ -128,6 +128,8 @@ async def post_message(request: Request, session_id: str, body: AgentMessage):
         try:
             agent = holder["agent"] = pool.agent(session_id)
             agent.cancelled.clear()
+            if media:  # what was read from the message's images and recordings, before the route
+                push(("media", {"media": [m.summary() for m in media]}))
             result = agent.turn(text, task=task, media=media,
                                 on_event=lambda kind, value: push((kind, payload(kind, value))))
             push(("__done__", result))

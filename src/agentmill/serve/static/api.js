@@ -77,6 +77,46 @@ async function call(method, path, body) {
   return text ? JSON.parse(text) : null;
 }
 
+async function binary(method, path, body, headersExtra = {}) {
+  let response;
+  try {
+    response = await fetch(path, { method, body, headers: { ...authOnly(), ...headersExtra } });
+  } catch (err) {
+    throw new ApiError(`cannot reach the server (${err.message})`);
+  }
+  if (!response.ok) throw await errorFrom(response);
+  return response;
+}
+
+function authOnly() {
+  const key = getApiKey();
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+/** The transcript of a recording (a Blob with its real type, e.g. audio/webm;codecs=opus). */
+export async function transcribe(blob, filename) {
+  const form = new FormData();
+  form.append("file", blob, filename);
+  form.append("model", "whisper-1");
+  form.append("response_format", "json");
+  const response = await binary("POST", "v1/audio/transcriptions", form);
+  return (await response.json()).text || "";
+}
+
+/** `text` spoken by the server (a WAV Blob). */
+export async function speak(text) {
+  const response = await binary("POST", "v1/audio/speech",
+    JSON.stringify({ model: "tts-1", input: text.slice(0, 4096), voice: "alloy", response_format: "wav" }),
+    { "Content-Type": "application/json" });
+  return response.blob();
+}
+
+/** A stored message's image or recording, by its sha256 (fetched with the key: <img src> cannot send it). */
+export async function mediaBlob(digest) {
+  const response = await binary("GET", `v1/agent/media/${encodeURIComponent(digest)}`);
+  return response.blob();
+}
+
 export const api = {
   models: () => call("GET", "v1/models"),
   sessions: () => call("GET", "v1/agent/sessions"),

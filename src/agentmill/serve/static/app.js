@@ -4,7 +4,7 @@
 // No framework and no build step: the DOM is built by hand with the small helpers below.
 // Model text only ever reaches the page through textContent or the escaping markdown renderer.
 
-import { api, ApiError, getApiKey, setApiKey, streamMessage } from "./api.js";
+import { api, ApiError, getApiKey, mediaBlob, setApiKey, speak, streamMessage, transcribe } from "./api.js";
 import { renderMarkdown } from "./markdown.js";
 
 const TASK_STORAGE = "agentmill.task";
@@ -30,6 +30,11 @@ const els = {
   taskCards: $("task-cards"),
   composer: $("composer"),
   input: $("input"),
+  composerBox: $("composer-box"),
+  attachments: $("attachments"),
+  fileInput: $("file-input"),
+  attach: $("attach"),
+  mic: $("mic"),
   send: $("send"),
   stop: $("stop"),
   keyDialog: $("key-dialog"),
@@ -46,6 +51,10 @@ const state = {
   tasks: [],
   streaming: null, // {controller, turn} while an answer streams
   loadToken: 0, // guards against a slow session load overwriting a newer one
+  attached: [], // {kind: "image"|"audio", name, type, dataUrl, url} waiting for the next message
+  accepts: ["text"], // what the server reads (GET /v1/models: agentmill.input)
+  recorder: null, // the MediaRecorder while recording
+  playing: null, // {audio, button} while an answer is read aloud
 };
 
 // ---------------------------------------------------------------- small DOM helpers
@@ -174,7 +183,8 @@ class AssistantTurn {
     this.usage = h("span", { class: "usage" });
     this.answerText = "";
     this.copy = copyButton(() => this.answerText);
-    this.actions = h("div", { class: "actions", hidden: true }, this.copy, this.usage);
+    this.read = readAloudButton(() => this.answerText);
+    this.actions = h("div", { class: "actions", hidden: true }, this.copy, this.read, this.usage);
     this.typing = h("div", { class: "typing", "aria-label": "The agent is working" },
       h("span"), h("span"), h("span"));
     this.el = h("article", { class: "msg assistant", "aria-label": "Agent" },
@@ -330,9 +340,38 @@ class AssistantTurn {
   }
 }
 
-function userMessage(text) {
-  return h("article", { class: "msg user", "aria-label": "You" },
-    h("div", { class: "bubble", text }));
+/** The typed part of a stored user message: its content without the media's labelled text
+ * (media/parts.py `compose` appends "[image NAME, OCR] text" lines after what was typed). */
+function typedText(content, media) {
+  let text = content || "";
+  for (const m of media) {
+    const label = `[${m.type}${m.name ? " " + m.name : ""}, ${m.engine}] `;
+    const at = text.indexOf(label);
+    if (at >= 0) text = text.slice(0, at);
+  }
+  return text.replace(/\n+$/, "");
+}
+
+function mediaFigure(m, url) {
+  const what = m.type === "image" ? `image${m.name ? " " + m.name : ""}` : `recording${m.name ? " " + m.name : ""}`;
+  const shown = m.type === "image"
+    ? h("img", { alt: m.text ? `${what}: ${m.text.slice(0, 200)}` : what, src: url || "" })
+    : h("audio", { controls: true, src: url || "", "aria-label": what });
+  if (!url && m.sha256) {
+    mediaBlob(m.sha256).then((blob) => { shown.src = URL.createObjectURL(blob); })
+      .catch(() => shown.replaceWith(h("span", { class: "media-missing", text: `${what} (not available)` })));
+  }
+  const engine = m.engine === "transcript" ? "Transcript" : m.engine === "OCR" ? "Text found (OCR)" : "Read by the model";
+  return h("figure", { class: `media media-${m.type}` }, shown,
+    h("details", {}, h("summary", { text: engine }),
+      h("pre", { text: m.text || (m.type === "image" ? "(no text found in the image)" : "(no speech found)") })));
+}
+
+function userMessage(text, media = [], urls = []) {
+  const el = h("article", { class: "msg user", "aria-label": "You" });
+  if (media.length) el.append(h("div", { class: "user-media" }, ...media.map((m, i) => mediaFigure(m, urls[i]))));
+  if (text) el.append(h("div", { class: "bubble", text }));
+  return el;
 }
 
 function showWelcome(show) {
@@ -357,7 +396,8 @@ function renderHistory(messages) {
     if (kind === "user") {
       if (turn) turn.finish();
       turn = null;
-      els.thread.append(userMessage(m.content || ""));
+      const media = meta.media || [];
+      els.thread.append(userMessage(media.length ? typedText(m.content, media) : m.content || "", media));
     } else if (kind === "route") {
       assistant().route(meta.task !== undefined ? meta.task : m.task, { scores: meta.scores, forced: meta.forced });
     } else if (kind === "model") {
@@ -508,6 +548,9 @@ async function loadModels() {
     const kind = (m) => (m.agentmill && m.agentmill.kind) || (m.id === "auto" ? "auto" : m.parent ? "task" : "base");
     const base = models.find((m) => kind(m) === "base");
     state.tasks = models.filter((m) => kind(m) === "task").map((m) => m.id);
+    state.accepts = (base && base.agentmill && base.agentmill.input) || ["text"];
+    els.attach.hidden = !state.accepts.some((k) => k === "image" || k === "audio");
+    els.mic.hidden = !state.accepts.includes("audio") || !window.MediaRecorder || !navigator.mediaDevices;
     const saved = storage(TASK_STORAGE);
     const auto = models.find((m) => kind(m) === "auto");
     const routed = !(auto && auto.agentmill && auto.agentmill.router === false);
@@ -554,7 +597,7 @@ function setStreaming(on) {
 }
 
 function updateSend() {
-  els.send.disabled = !els.input.value.trim() || !!state.streaming;
+  els.send.disabled = (!els.input.value.trim() && !state.attached.length) || !!state.streaming;
 }
 
 function stopStreaming() {
@@ -577,9 +620,133 @@ async function withRetryWhileBusy(attempt, signal) {
   }
 }
 
+// ---------------------------------------------------------------- attachments, microphone, read aloud
+
+function readAsDataUrl(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+async function attachFiles(files) {
+  for (const file of files) {
+    const kind = file.type.startsWith("image/") ? "image" : file.type.startsWith("audio/") ? "audio" : null;
+    if (!kind || !state.accepts.includes(kind)) {
+      toast(`${file.name || "this file"}: the server takes ${state.accepts.filter((k) => k !== "text").join(" and ") || "no"} files`, "error");
+      continue;
+    }
+    const dataUrl = await readAsDataUrl(file);
+    state.attached.push({ kind, name: file.name || (kind === "image" ? "pasted image" : "recording"), type: file.type,
+                          dataUrl, url: URL.createObjectURL(file) });
+  }
+  renderAttachments();
+}
+
+function renderAttachments() {
+  els.attachments.replaceChildren(...state.attached.map((a, i) => h("li", { class: "attachment", title: a.name },
+    a.kind === "image" ? h("img", { src: a.url, alt: a.name }) : icon("audio"),
+    h("span", { class: "attachment-name", text: a.name }),
+    h("button", { class: "remove", type: "button", "aria-label": `Remove ${a.name}`, text: "×",
+                  onclick: () => { state.attached.splice(i, 1); renderAttachments(); } }))));
+  els.attachments.hidden = !state.attached.length;
+  updateSend();
+}
+
+/** The message as the agent takes it: text, or OpenAI content parts when something is attached. */
+function messageContent(text, attached) {
+  if (!attached.length) return text;
+  const parts = text ? [{ type: "text", text }] : [];
+  for (const a of attached) {
+    if (a.kind === "image") parts.push({ type: "file", file: { filename: a.name, file_data: a.dataUrl } });
+    else parts.push({ type: "input_audio", input_audio: { data: a.dataUrl.split(",", 2)[1],
+                                                          format: (a.type.split("/")[1] || "wav").split(";")[0] } });
+  }
+  return parts;
+}
+
+async function toggleRecording() {
+  if (state.recorder) {
+    state.recorder.stop();
+    return;
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (err) {
+    toast(`no microphone: ${err.message}`, "error");
+    return;
+  }
+  const recorder = new MediaRecorder(stream);
+  const chunks = [];
+  recorder.ondataavailable = (event) => { if (event.data.size) chunks.push(event.data); };
+  recorder.onstop = async () => {
+    stream.getTracks().forEach((t) => t.stop());
+    state.recorder = null;
+    els.mic.classList.remove("recording");
+    els.mic.setAttribute("aria-pressed", "false");
+    // the whole recording with its real type (Chrome: audio/webm;codecs=opus, Safari: audio/mp4)
+    const blob = new Blob(chunks, { type: recorder.mimeType || "audio/webm" });
+    const ext = blob.type.includes("mp4") ? "m4a" : blob.type.includes("ogg") ? "ogg" : "webm";
+    els.mic.classList.add("busy");
+    try {
+      const text = (await transcribe(blob, `recording.${ext}`)).trim();
+      if (text) {
+        const before = els.input.value.trim();
+        els.input.value = before ? `${before} ${text}` : text;
+        autosize();
+        els.input.focus();
+      } else toast("no speech found in the recording", "info");
+    } catch (err) {
+      handleError(err);
+    } finally {
+      els.mic.classList.remove("busy");
+    }
+  };
+  state.recorder = recorder;
+  recorder.start();
+  els.mic.classList.add("recording");
+  els.mic.setAttribute("aria-pressed", "true");
+}
+
+function readAloudButton(getText) {
+  const btn = h("button", { class: "ghost-btn read-btn", type: "button", "aria-label": "Read the answer aloud",
+                            title: "Read aloud", "aria-pressed": "false" },
+    icon("speaker"), h("span", { class: "btn-label", text: "Read aloud" }));
+  btn.addEventListener("click", async () => {
+    const playing = state.playing;
+    if (playing) {
+      playing.audio.pause();
+      playing.button.setAttribute("aria-pressed", "false");
+      state.playing = null;
+      if (playing.button === btn) return;
+    }
+    try {
+      const audio = new Audio(URL.createObjectURL(await speak(getText())));
+      state.playing = { audio, button: btn };
+      btn.setAttribute("aria-pressed", "true");
+      audio.onended = () => {
+        btn.setAttribute("aria-pressed", "false");
+        if (state.playing && state.playing.audio === audio) state.playing = null;
+      };
+      await audio.play();
+    } catch (err) {
+      btn.setAttribute("aria-pressed", "false");
+      if (err.name !== "NotAllowedError") handleError(err);
+    }
+  });
+  return btn;
+}
+
 async function send() {
-  const content = els.input.value.trim();
-  if (!content || state.streaming) return;
+  const typed = els.input.value.trim();
+  const attached = state.attached;
+  if ((!typed && !attached.length) || state.streaming) return;
+  const content = messageContent(typed, attached);
+  state.attached = [];
+  renderAttachments();
   const task = els.task.value || "auto";
   const controller = new AbortController();
   const turn = new AssistantTurn({ streaming: true });
@@ -588,7 +755,10 @@ async function send() {
   els.input.value = "";
   autosize();
   showWelcome(false);
-  els.thread.append(userMessage(content), turn.el);
+  const shown = attached.map((a) => ({ type: a.kind, name: a.name, engine: a.kind === "image" ? "OCR" : "transcript",
+                                     text: "reading…" }));
+  const user = userMessage(typed, shown, attached.map((a) => a.url));
+  els.thread.append(user, turn.el);
   scrollToBottom(true);
   const isNew = !state.sessionId;
   let stopped = false;
@@ -597,14 +767,19 @@ async function send() {
       const session = await api.createSession();
       state.loadToken++;
       setSession(session.id);
-      setTitle(session.title || content.split(/\s+/).join(" ").slice(0, 60));
       // the server names a session after its first message: show that name at once
-      const title = session.title || content.split(/\s+/).join(" ").slice(0, 60);
+      const title = session.title || (typed || attached.map((a) => a.name).join(", ")).split(/\s+/).join(" ").slice(0, 60);
+      setTitle(title);
       state.sessions = [{ ...session, title }, ...state.sessions.filter((s) => s.id !== session.id)];
       renderSessionList();
     }
     await withRetryWhileBusy(() => streamMessage(state.sessionId, content, task, (name, data) => {
-      if (name === "route") turn.route(data.task, { scores: data.scores, forced: data.forced ?? task !== "auto" });
+      if (name === "media") {
+        const notes = user.querySelectorAll("figure pre");
+        (data.media || []).forEach((m, i) => {
+          if (notes[i]) notes[i].textContent = m.text || (m.type === "image" ? "(no text found in the image)" : "(no speech found)");
+        });
+      } else if (name === "route") turn.route(data.task, { scores: data.scores, forced: data.forced ?? task !== "auto" });
       else if (name === "token") turn.token(data.text ?? "");
       else if (name === "tool_call") turn.toolCall(data);
       else if (name === "tool_result") turn.toolResult(data);
@@ -679,6 +854,34 @@ function wire() {
     }
   });
   els.input.addEventListener("input", autosize);
+  els.attach.addEventListener("click", () => els.fileInput.click());
+  els.fileInput.addEventListener("change", async () => {
+    await attachFiles([...els.fileInput.files]);
+    els.fileInput.value = "";
+    els.input.focus();
+  });
+  els.mic.addEventListener("click", toggleRecording);
+  els.input.addEventListener("paste", (event) => {
+    const files = [...(event.clipboardData ? event.clipboardData.files : [])];
+    if (files.length) {
+      event.preventDefault();
+      attachFiles(files);
+    }
+  });
+  for (const target of [els.composerBox, els.messages]) {
+    target.addEventListener("dragover", (event) => {
+      if (![...event.dataTransfer.types].includes("Files")) return;
+      event.preventDefault();
+      els.composerBox.classList.add("dragging");
+    });
+    target.addEventListener("dragleave", () => els.composerBox.classList.remove("dragging"));
+    target.addEventListener("drop", (event) => {
+      els.composerBox.classList.remove("dragging");
+      if (!event.dataTransfer.files.length) return;
+      event.preventDefault();
+      attachFiles([...event.dataTransfer.files]);
+    });
+  }
   els.stop.addEventListener("click", () => {
     stopStreaming();
     els.input.focus();
