@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentmill.data.media import check_parts, has_media, read_record_media
 from agentmill.errors import AgentmillError, DataError
 
 FORMATS = ("text", "instruction", "classification", "chat")
@@ -82,9 +83,21 @@ def _parse_instruction(obj) -> dict:
     output = _field(obj, "output")
     system = _field(obj, "system", required=False)
     user = instruction + ("\n\n" + extra if extra and extra.strip() else "")
+    media = _media_paths(obj, "images", "image_url") + _media_paths(obj, "audios", "input_audio")
+    if media:  # LLaMA-Factory's "images" / "audios": files that follow the instruction
+        user = [{"type": "text", "text": user}, *media]
     messages = ([{"role": "system", "content": system}] if system and system.strip() else [])
     messages += [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
     return {"messages": messages}
+
+
+def _media_paths(obj: dict, key: str, part: str) -> list[dict]:
+    value = obj.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(p, str) and p.strip() for p in value):
+        raise _Bad(f'"{key}" must be a list of file paths (relative to the data file)')
+    return [{"type": part, part: {"path": p}} for p in value]
 
 
 def _parse_classification(obj) -> dict:
@@ -139,6 +152,11 @@ def _message(m, i: int, key: str = "messages") -> dict:
     role = m["role"]
     if role not in ROLES:
         raise _Bad(f'unknown role {json.dumps(role)} in "{at}" (expected one of: {", ".join(ROLES)})')
+    if role == "user" and isinstance(m.get("content"), list):  # content parts: text, images, recordings
+        try:
+            return {"role": role, "content": check_parts(m["content"], f"{at}.content")}
+        except ValueError as err:
+            raise _Bad(str(err)) from None
     if role in ("system", "user"):
         return {"role": role, "content": _field(m, "content", where=f"{at}.")}
     if role == "tool":
@@ -281,8 +299,9 @@ def _text_documents(path: Path, lines: list[str]) -> list[Record]:
     return records
 
 
-def read_records(path: str | Path, fmt: str) -> list[Record]:
-    """Read and validate every record of `path` in format `fmt`.
+def read_records(path: str | Path, fmt: str, media=None) -> list[Record]:
+    """Read and validate every record of `path` in format `fmt`; images and recordings in records
+    are read into text with `media` (MediaBackends; default engines when None; data/media.py).
 
     Raises AgentmillError for a missing file, an unknown format or an empty dataset, and
     DataError listing every bad record as "FILE:LINE: reason".
@@ -310,6 +329,9 @@ def read_records(path: str | Path, fmt: str) -> list[Record]:
                 records.append(Record(source=f"{path}:{lineno}", **parse(obj)))
             except _Bad as bad:
                 problems.append(f"{path}:{lineno}: {bad}")
+        with_media = [r for r in records if has_media(r.messages)]
+        if with_media and not problems:  # read files only for a file whose records are otherwise sound
+            problems += read_record_media(with_media, path.parent, media)
         if problems:
             raise DataError(problems)
     if not records:

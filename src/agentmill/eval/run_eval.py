@@ -19,11 +19,18 @@ from agentmill.eval.metrics import format_metrics
 from agentmill.tools.setup import task_prompt
 
 
-def _heldout_records(info: dict, spec: TrainSpec, seed: int):
+def _media(run):
+    from agentmill.media import MediaBackends
+    from agentmill.media.settings import media_settings_of
+
+    return MediaBackends(media_settings_of(run))
+
+
+def _heldout_records(info: dict, spec: TrainSpec, seed: int, media=None):
     from agentmill.train.common import split_heldout
 
     data = info["eval_data"]
-    records = read_records(data["path"], data["format"])
+    records = read_records(data["path"], data["format"], media)
     if data.get("split") == "heldout":
         records = split_heldout(records, spec.eval_fraction, seed)[1]
     return records
@@ -74,7 +81,7 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
             raise AgentmillError("--data needs --format (text, instruction, classification or chat)")
         if task is not None and task not in tasks:
             raise AgentmillError(f"unknown task '{task}'; tasks: {', '.join(tasks)}")
-        records = read_records(data, fmt)
+        records = read_records(data, fmt, _media(run))
         labels = None
         if fmt == "classification":
             labels = (tasks.get(task) or {}).get("labels") or sorted({r.label for r in records})
@@ -90,7 +97,7 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
         for name, info in tasks.items():
             if task is not None and name != task:
                 continue
-            records = _heldout_records(info, spec, seed)
+            records = _heldout_records(info, spec, seed, _media(run))
             apply_task_prompt(records, info["format"], *task_prompt(run, name))
             jobs.append((name, name if info.get("adapter") else None, info["format"], records, info.get("labels"),
                          spec.model_copy(update=info.get("encoding", {}))))

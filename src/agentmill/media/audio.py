@@ -54,7 +54,7 @@ def decode_audio(data: bytes, *, max_seconds: float | None = None, rate: int = R
     with container:
         stream = next((s for s in container.streams if s.type == "audio"), None)
         if stream is None:
-            raise MediaError(f"{name}: the file has no audio stream ({container.format.name})")
+            raise MediaError(f"{name}: the file has no audio stream")
         resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
         chunks, total = [], 0
         limit = None if max_seconds is None else int(max_seconds * rate)

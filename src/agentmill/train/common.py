@@ -64,8 +64,8 @@ def split_heldout(records: list[Record], fraction: float, seed: int) -> tuple[li
     return [r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held]
 
 
-def read_all(spec: DataSpec) -> list[Record]:
-    return read_records(spec.path, spec.format)
+def read_all(spec: DataSpec, media=None) -> list[Record]:
+    return read_records(spec.path, spec.format, media)
 
 
 def examples_of(ctx: StageContext, specs: list[DataSpec], spec: TrainSpec, part: str = "train",

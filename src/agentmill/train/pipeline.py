@@ -33,14 +33,17 @@ def partial_dir(out: Path) -> Path:
 
 def load_datasets(recipe: Recipe) -> dict[str, Dataset]:
     """Read and validate every data file of the recipe; all problems reported together."""
+    from agentmill.media import MediaBackends
+
     problems: list[str] = []
     total = 0
     datasets: dict[str, Dataset] = {}
+    media = MediaBackends(recipe.media)  # images and recordings in records: the agent's engines
 
     def read(spec):
         nonlocal total
         try:
-            return read_all(spec)
+            return read_all(spec, media)
         except DataError as err:
             problems.extend(err.problems)
             total += err.total

@@ -1,0 +1,45 @@
+"""What an engine read from a file, cached by the file's SHA-256 and the engine's settings, so
+preparing a dataset again (a resumed run, another stage, eval) does not OCR or transcribe its
+images and recordings again. Entries live in ``AGENTMILL_HOME/media-cache`` as small JSON files,
+written atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from agentmill.paths import home
+
+
+def _engine_key(backends, kind: str) -> str:
+    s = backends.settings
+    if kind == "image":
+        return f"{s.image}-{s.ocr_lang}-{s.image_model or ''}"
+    return f"{s.speech}-{s.speech_model or 'embedded-tiny.en'}-{s.speech_compute_type}"
+
+
+def cached_read(backends, data: bytes, kind: str, name: str, root: Path | None = None) -> dict:
+    """{"text", "engine", "facts"} of an image (`kind` "image") or recording ("audio")."""
+    digest = hashlib.sha256(data).hexdigest()
+    engine = hashlib.sha256(_engine_key(backends, kind).encode()).hexdigest()[:16]
+    path = (root or home() / "media-cache") / engine / digest[:2] / f"{digest}.json"
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        pass
+    if kind == "image":
+        found = backends.read_image(data, name=name)
+        entry = {"text": found.text, "engine": found.engine, "facts": found.facts()}
+    else:
+        heard = backends.transcribe(data, name=name)
+        entry = {"text": heard.text, "engine": "transcript",
+                 "facts": {"duration": heard.duration, "language": heard.language}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(handle, "w") as out:
+        json.dump(entry, out)
+    os.replace(tmp, path)
+    return entry
