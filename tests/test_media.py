@@ -256,3 +256,70 @@ def test_media_store_is_content_addressed(tmp_path):
     assert store.put(b"picture bytes") == digest and store.get(digest) == b"picture bytes"
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [digest]  # once, no temporary left
     assert store.get("0" * 64) is None and store.get("../../etc/passwd") is None
+
+
+# ---------------------------------------------------------------- a vision-language model instead of OCR
+
+
+@pytest.fixture(scope="module")
+def tiny_vlm(tmp_path_factory, tokenizer):
+    """A random-init LLaVA (tiny CLIP vision tower + tiny Llama) with the real tokenizer, saved as a
+    local folder that AutoProcessor / AutoModelForImageTextToText load."""
+    import copy
+
+    import torch
+    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                              LlavaForConditionalGeneration, LlavaProcessor)
+
+    tok = copy.deepcopy(tokenizer)
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                              image_size=32, patch_size=8, projection_dim=32)
+    text = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
+                         vision_feature_layer=-1, vision_feature_select_strategy="full")
+    torch.manual_seed(0)
+    model = LlavaForConditionalGeneration(config)
+    template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for c in m['content'] %}"
+                "{% if c['type'] == 'image' %}<image>{% else %}{{ c['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+                "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    processor = LlavaProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
+                                                                  crop_size={"height": 32, "width": 32}),
+                               tokenizer=tok, patch_size=8, vision_feature_select_strategy="full",
+                               chat_template=template, image_token="<image>", num_additional_image_tokens=1)
+    folder = tmp_path_factory.mktemp("vlm")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder, model.eval(), processor
+
+
+def test_a_local_vision_model_reads_images_instead_of_ocr(tiny_vlm):
+    import torch
+
+    from agentmill.media.ocr import VisionModel
+
+    folder, model, processor = tiny_vlm
+    backends = MediaBackends(MediaSettings(image="vision", image_model=str(folder)))
+    picture = Image.new("RGB", (64, 48), (200, 30, 30))
+    found = backends.read_image(encode(picture, "PNG"))
+    assert found.engine == "vision model" and (found.width, found.height) == (64, 48)
+    # exactly the model's own greedy answer to the transcription prompt
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": VisionModel.PROMPT}]}]
+    inputs = processor(images=[picture], text=processor.apply_chat_template(messages, add_generation_prompt=True),
+                       return_tensors="pt")
+    with torch.inference_mode():
+        out = model.generate(**inputs, max_new_tokens=256, do_sample=False)
+    expected = processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    assert found.text == expected and expected
+    content, _ = read_content([{"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(
+        encode(picture, "PNG")).decode()}}], backends, "messages.[0].content")
+    assert content == f"[image, vision model] {expected}"
+
+
+def test_vision_settings_errors(tmp_path):
+    with pytest.raises(MediaError, match="media.image_model names no model folder"):
+        MediaBackends(MediaSettings(image="vision")).read_image(encode(invoice(), "PNG"))
+    with pytest.raises(MediaError, match="the vision model folder does not exist"):
+        MediaBackends(MediaSettings(image="vision", image_model=str(tmp_path / "none"))).read_image(
+            encode(invoice(), "PNG"))
