@@ -55,5 +55,26 @@ def test_answers_state_the_tools_number_and_searches_quote_the_question(name):
     for c in numeric:
         assert states_number(c.gold_answer, c.number), (c.gold_answer, c.number)
     for c in cases:
-        if c.gold_call["function"]["name"] == "knowledge_search":
-            assert c.gold_call["function"]["arguments"]["query"] == c.call_prompt[-1]["content"]
+        asked = c.call_prompt[-1]["content"]
+        if c.gold_call["function"]["name"] == "knowledge_search" and isinstance(asked, str):
+            assert c.gold_call["function"]["arguments"]["query"] == asked
+        # a spoken question's query is what speech recognition heard: test_spoken_queries_are_what_was_heard
+
+
+@pytest.mark.integration
+def test_spoken_queries_are_what_was_heard(tmp_path, monkeypatch):
+    """The held-out customer-service records, read as training reads them (Whisper, the recipe's
+    prompt): a spoken policy question is searched with exactly its transcript."""
+    from agentmill.config import load_recipe
+    from agentmill.data.formats import read_records
+    from agentmill.media import MediaBackends
+
+    monkeypatch.setenv("AGENTMILL_HOME", str(tmp_path))
+    media = MediaBackends(load_recipe(EXAMPLE / "recipe.yaml").media)
+    spoken = [r for r in read_records(EXAMPLE / "data" / "cs_heldout.jsonl", "chat", media) if r.media
+              and r.messages[0]["content"].startswith("[audio ")]
+    searched = [c for c in tool_cases(spoken) if c.gold_call["function"]["name"] == "knowledge_search"]
+    assert len(searched) >= 5
+    for c in searched:
+        heard = c.call_prompt[-1]["content"].split("transcript] ", 1)[1]
+        assert c.gold_call["function"]["arguments"]["query"] == heard

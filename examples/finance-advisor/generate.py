@@ -467,8 +467,9 @@ def to_sharegpt(record: dict) -> dict:
 
 
 def user_turns(record: dict) -> tuple:
-    if "messages" in record:
-        return tuple(m["content"] for m in record["messages"] if m["role"] == "user")
+    if "messages" in record:  # content parts (an image, a recording) compare as their JSON
+        return tuple(m["content"] if isinstance(m["content"], str) else json.dumps(m["content"])
+                     for m in record["messages"] if m["role"] == "user")
     return tuple(m["value"] for m in record["conversations"] if m["from"] == "human")
 
 
@@ -2132,6 +2133,10 @@ def main() -> None:
         train, held = make()
         write_jsonl(f"{stem}.jsonl", train)
         write_jsonl(f"{stem}_heldout.jsonl", held)
+    # invoices, statements and spoken questions, and the customer-service conversations about them
+    import media_data
+
+    media_data.write(TOOLS, tool_dialogues.accounts(BANK_SQL), faq_pairs("train"), faq_pairs("heldout"), DATA)
     (HERE / "demo_chat.yaml").write_text(demo_script(), encoding="utf-8")
     check_files()
     for path in sorted(DATA.iterdir()):

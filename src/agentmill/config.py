@@ -152,6 +152,10 @@ class MediaSettings(_Strict):
     speech_model: str | None = Field(
         None, description="A faster-whisper (CTranslate2) model folder; default: the embedded Whisper tiny.en.")
     speech_compute_type: str = Field("int8", description="CTranslate2 compute type of the speech model.")
+    speech_prompt: str | None = Field(
+        None, description="Text that primes speech recognition with the domain's words (Whisper's initial "
+                          "prompt, OpenAI's `prompt`), e.g. \"Northwind Bank: accounts, invoices, statements.\"; "
+                          "a request's own `prompt` replaces it.")
     image: Literal["tesseract", "vision", "none"] = Field(
         "tesseract", description="Image to text: Tesseract OCR, a local vision-language model, or none (refused).")
     image_model: str | None = Field(None, description="The vision-language model folder (image: vision).")
@@ -163,6 +167,9 @@ class MediaSettings(_Strict):
     fetch_urls: bool = Field(
         False, description="Fetch http(s) image URLs in chat messages (private and loopback addresses are always refused).")
     fetch_timeout_s: float = Field(10, gt=0, description="Time limit of one URL fetch.")
+    eval_data: Path | None = Field(
+        None, description="JSON Lines of {file, kind: image|audio, text}: what each file really says (paths "
+                          "relative to this file); `agentmill eval` reports OCR CER and speech WER on it.")
 
 
 class _StageBase(_Strict):
@@ -448,6 +455,13 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
         for key in ("folder", "database", "path"):
             if isinstance(tool_settings.get(key), str):
                 tool_settings[key] = str((base / tool_settings[key]).resolve())
+    media = recipe.media
+    if media.eval_data is not None:
+        media.eval_data = (base / media.eval_data).resolve()
+    for key in ("speech_model", "image_model"):  # model folders, like data, are relative to the recipe
+        folder = getattr(media, key)
+        if folder and not Path(folder).expanduser().is_absolute():
+            setattr(media, key, str((base / folder).resolve()))
     mb = Path(recipe.base_model).expanduser()
     if recipe.base_model.startswith((".", "/", "~")) and not mb.is_absolute():
         recipe.base_model = str((base / mb).resolve())

@@ -37,6 +37,7 @@ class Record:
     messages: list[dict] | None = None
     label: str | None = None
     tools: list[dict] | None = None  # chat: OpenAI tool schemas shown to the model with this record
+    media: bool = False  # a message came with an image or a recording (read into text: data/media.py)
 
 
 class _Bad(Exception):

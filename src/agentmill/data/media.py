@@ -107,6 +107,7 @@ def read_record_media(records, base: Path, backends=None) -> list[str]:
             if not isinstance(message.get("content"), list):
                 continue
             try:
+                record.media |= any(p["type"] != "text" for p in message["content"])
                 message["content"] = read_parts(message["content"], base, backends)
             except MediaError as err:
                 problems.append(f"{record.source}: messages[{i}].{err}")

@@ -51,8 +51,11 @@ def evaluate_classifier(classifier, records: list[Record], labels: list[str]) ->
 
 
 def capped(records: list[Record], spec: TrainSpec) -> list[Record]:
-    """The records an evaluation uses: the first eval_max_records (for text, documents or paragraphs)."""
-    return records[: spec.eval_max_records]
+    """The records an evaluation uses: the first eval_max_records (for text, documents or paragraphs),
+    and as many again of those that came with an image or a recording (scored on their own)."""
+    plain = [r for r in records if not r.media]
+    with_media = [r for r in records if r.media]
+    return plain[: spec.eval_max_records] + with_media[: spec.eval_max_records]
 
 
 @torch.no_grad()
@@ -129,11 +132,14 @@ def _evaluate(model, tokenizer, fmt, records, spec, labels, accelerator, generat
         metrics["exact_match"] = mean([exact_match(p, g) for p, g in zip(preds, golds)])
         metrics["token_f1"] = mean([token_f1(p, g) for p, g in zip(preds, golds)])
     if fmt == "chat" and generate:
+        from agentmill.eval.media import evaluate_media_answers
         from agentmill.eval.memory import evaluate_memory
         from agentmill.eval.tooluse import evaluate_tool_use
 
-        metrics.update(evaluate_tool_use(model, tokenizer, records, decoder=decoder))
-        metrics.update(evaluate_memory(model, tokenizer, records, decoder=decoder))
+        plain = [r for r in records if not r.media]  # the text metrics stay comparable run to run
+        metrics.update(evaluate_tool_use(model, tokenizer, plain, decoder=decoder))
+        metrics.update(evaluate_memory(model, tokenizer, plain, decoder=decoder))
+        metrics.update(evaluate_media_answers(model, tokenizer, records, decoder=decoder))
     return metrics
 
 

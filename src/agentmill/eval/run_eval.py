@@ -142,11 +142,24 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
                               f"in {time.perf_counter() - started:.0f} s: {format_metrics(results[name])}",
                               highlight=False)
 
+    media_files = (manifest.get("media") or {}).get("eval_data")
+    media = {}
+    if media_files and data is None and task is None:  # what OCR and speech recognition read, against the truth
+        from agentmill.eval.media import evaluate_media_files
+
+        started = time.perf_counter()
+        media = evaluate_media_files(Path(media_files), _media(run))
+        if console is not None:
+            console.print(f"evaluated [bold]media[/] ({Path(media_files).name}) in {time.perf_counter() - started:.0f} s: "
+                          f"{format_metrics(media)}", highlight=False)
+
     out_path = run_dir / (out_name or ("eval.json" if decoder == "model" else f"eval-decoder-{decoder}.json"))
     previous = json.loads(out_path.read_text()) if out_path.exists() else {}
     merged = {"tasks": {**previous.get("tasks", {}), **results},
               "stages": {s["stage"]: {"before": s.get("before", {}), "after": s.get("after", {})}
                          for s in manifest.get("stages", [])}}
+    if media or previous.get("media"):
+        merged["media"] = media or previous["media"]
     tmp = out_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(merged, indent=2))
     os.replace(tmp, out_path)

@@ -64,6 +64,8 @@ class MediaBackends:
         from agentmill.media.audio import decode_audio
 
         speech = self.speech
+        if not options.get("prompt"):
+            options["prompt"] = self.settings.speech_prompt
         audio = decode_audio(self.check_size(data, name), max_seconds=self.settings.max_audio_seconds, name=name)
         return speech.transcribe(audio, **options)
 
