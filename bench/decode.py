@@ -408,7 +408,7 @@ def run(quick: bool = False) -> dict:
     arms = results["arms"]
 
     fp32 = load_model(MODEL, dtype=torch.float32).eval()
-    _arm(arms, "transformers", lambda: measure(generate_once(fp32, {"pad_token_id": tokenizer.pad_token_id}),
+    _arm(arms, "transformers", lambda reference=fp32: measure(generate_once(reference, {"pad_token_id": tokenizer.pad_token_id}),
                                                batch_prompts, new_tokens, repeats) | {"dtype": "fp32"})
     del fp32
 
