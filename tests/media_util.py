@@ -12,6 +12,8 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from agentmill.media.audio import transcode
+
 INVOICE_LINES = ["ACME SUPPLIES LTD", "Invoice number: 1042", "Date: 2026-11-30", "Office chairs x4     $920.00",
                  "Desks x2             $314.56", "Total due: $1,234.56"]
 
@@ -28,22 +30,7 @@ def speak(text: str, voice: str = "en-gb", wpm: int = 150) -> bytes:
 
 def reencode(wav: bytes, kind: str) -> bytes:
     """`wav` re-encoded into the container and codec of `kind` (a key of CONTAINERS)."""
-    container_name, codec, rate = CONTAINERS[kind]
-    out_buf = io.BytesIO()
-    with av.open(io.BytesIO(wav)) as src, av.open(out_buf, "w", format=container_name) as out:
-        stream = out.add_stream(codec, rate=rate, layout="mono")
-        resampler = av.AudioResampler(format=stream.codec_context.codec.audio_formats[0].name, layout="mono",
-                                      rate=rate)
-        for frame in src.decode(audio=0):
-            for f in resampler.resample(frame):
-                for packet in stream.encode(f):
-                    out.mux(packet)
-        for f in resampler.resample(None):
-            for packet in stream.encode(f):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return out_buf.getvalue()
+    return transcode(wav, *CONTAINERS[kind])
 
 
 def tone(seconds: float, rate: int = 16_000) -> bytes:

@@ -116,7 +116,7 @@ def photo_like(picture, rng: random.Random) -> bytes:
 
 def spoken(text: str, rng: random.Random, fmt: str) -> tuple[bytes, dict]:
     """`text` said by espeak-ng in one of VOICES at one of SPEEDS, encoded as `fmt`."""
-    import av
+    from agentmill.media.audio import transcode
 
     voice, extra = rng.choice(VOICES)
     wpm = rng.choice(SPEEDS)
@@ -124,23 +124,8 @@ def spoken(text: str, rng: random.Random, fmt: str) -> tuple[bytes, dict]:
                          capture_output=True).stdout
     container, codec, rate = {"ogg": ("ogg", "libopus", 48000), "mp3": ("mp3", "libmp3lame", 22050),
                               "m4a": ("mp4", "aac", 22050)}[fmt]
-    out_buf = io.BytesIO()
-    with av.open(io.BytesIO(wav)) as src, av.open(out_buf, "w", format=container) as out:
-        stream = out.add_stream(codec, rate=rate, layout="mono")
-        if codec == "libopus":
-            stream.bit_rate = 24000
-        resampler = av.AudioResampler(format=stream.codec_context.codec.audio_formats[0].name, layout="mono",
-                                      rate=rate)
-        for frame in src.decode(audio=0):
-            for f in resampler.resample(frame):
-                for packet in stream.encode(f):
-                    out.mux(packet)
-        for f in resampler.resample(None):
-            for packet in stream.encode(f):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return out_buf.getvalue(), {"voice": voice, "wpm": wpm, "format": fmt}
+    encoded = transcode(wav, container, codec, rate, bit_rate=24000 if codec == "libopus" else None)
+    return encoded, {"voice": voice, "wpm": wpm, "format": fmt}
 
 
 def said(question: str) -> str:

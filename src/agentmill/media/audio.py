@@ -133,6 +133,29 @@ def encode_audio(audio: Audio, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
+def transcode(data: bytes, container: str, codec: str, rate: int, bit_rate: int | None = None) -> bytes:
+    """The first audio stream of `data` re-encoded, mono at `rate` Hz, with `codec` in `container`
+    (FFmpeg's names: "webm"/"libopus", "mp4"/"aac", ...): what a browser or phone would send."""
+    av = _av()
+    out_buf = io.BytesIO()
+    with av.open(io.BytesIO(data)) as src, av.open(out_buf, "w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        if bit_rate:
+            stream.bit_rate = bit_rate
+        resampler = av.AudioResampler(format=stream.codec_context.codec.audio_formats[0].name, layout="mono",
+                                      rate=rate)
+        for frame in src.decode(audio=0):
+            for f in resampler.resample(frame):
+                for packet in stream.encode(f):
+                    out.mux(packet)
+        for f in resampler.resample(None):
+            for packet in stream.encode(f):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return out_buf.getvalue()
+
+
 def resample(audio: Audio, rate: int) -> Audio:
     """`audio` at another sample rate (FFmpeg's resampler)."""
     if rate == audio.rate:

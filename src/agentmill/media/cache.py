@@ -30,13 +30,10 @@ def cached_read(backends, data: bytes, kind: str, name: str, root: Path | None =
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         pass
-    if kind == "image":
-        found = backends.read_image(data, name=name)
-        entry = {"text": found.text, "engine": found.engine, "facts": found.facts()}
-    else:
-        heard = backends.transcribe(data, name=name)
-        entry = {"text": heard.text, "engine": "transcript",
-                 "facts": {"duration": heard.duration, "language": heard.language}}
+    from agentmill.media.parts import read_media
+
+    read = read_media(backends, kind, data, error_name=name)
+    entry = {"text": read.text, "engine": read.engine, "facts": read.facts}
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     with os.fdopen(handle, "w") as out:

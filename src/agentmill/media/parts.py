@@ -45,6 +45,21 @@ class Extracted:
                 "seconds": round(self.seconds, 3), **self.facts}
 
 
+def read_media(backends, kind: str, data: bytes, *, name: str = "", media_type: str = "", error_name: str = "",
+               started: float | None = None) -> Extracted:
+    """`data`, an image (`kind` "image") or a recording ("audio"), read with `backends`; `name` is
+    the label's file name, `error_name` what errors call the file; `started`: when the work on it
+    began (time.perf_counter(), default now), for `Extracted.seconds`."""
+    started = time.perf_counter() if started is None else started
+    if kind == "image":
+        found = backends.read_image(data, name=error_name or name or "image")
+        return Extracted("image", name, found.engine, found.text, data, media_type, found.facts(),
+                         time.perf_counter() - started)
+    heard = backends.transcribe(data, name=error_name or name or "audio")
+    return Extracted("audio", name, "transcript", heard.text, data, media_type,
+                     {"duration": heard.duration, "language": heard.language}, time.perf_counter() - started)
+
+
 def _b64(data: str, where: str) -> bytes:
     try:
         return base64.b64decode(data.strip(), validate=True)
@@ -98,17 +113,13 @@ def extract_part(part: dict, backends, where: str) -> Extracted:
     try:
         if kind == "image_url":
             data, declared = _image_bytes(part, backends, where)
-            found = backends.read_image(data, name="image")
-            return Extracted("image", "", found.engine, found.text, data, image_format(data) or declared,
-                             found.facts(), time.perf_counter() - started)
+            return read_media(backends, "image", data, media_type=image_format(data) or declared, started=started)
         if kind == "input_audio":
             spec = part.get("input_audio") or {}
             if not isinstance(spec.get("data"), str):
                 raise MediaError(f"{where}: input_audio needs data (base64) and format")
-            data = _b64(spec["data"], where)
-            heard = backends.transcribe(data, name="audio")
-            return Extracted("audio", "", "transcript", heard.text, data, f"audio/{spec.get('format') or 'unknown'}",
-                             {"duration": heard.duration, "language": heard.language}, time.perf_counter() - started)
+            return read_media(backends, "audio", _b64(spec["data"], where),
+                              media_type=f"audio/{spec.get('format') or 'unknown'}", started=started)
         if kind == "file":
             data, declared, name = _file_bytes(part, where)
             media_type = image_format(data)
@@ -116,9 +127,8 @@ def extract_part(part: dict, backends, where: str) -> Extracted:
                 raise MediaError(f"{where}: the file{' ' + name if name else ''} is not an image this server can "
                                  f"read ({declared or 'unknown type'}); file parts take PNG, JPEG, WebP, GIF, BMP "
                                  f"or TIFF images", code="unsupported_file")
-            found = backends.read_image(data, name=name or "file")
-            return Extracted("image", name, found.engine, found.text, data, media_type, found.facts(),
-                             time.perf_counter() - started)
+            return read_media(backends, "image", data, name=name, media_type=media_type, error_name=name or "file",
+                              started=started)
     except MediaError as err:
         if err.param is None and not str(err).startswith(where):
             err.args = (f"{where}: {err}",)
@@ -173,15 +183,13 @@ def extract_file(path, backends) -> Extracted:
     started = time.perf_counter()
     media_type = image_format(data)
     if media_type is not None:
-        found = backends.read_image(data, name=str(path))
-        return Extracted("image", path.name, found.engine, found.text, data, media_type, found.facts(),
-                         time.perf_counter() - started)
+        return read_media(backends, "image", data, name=path.name, media_type=media_type, error_name=str(path),
+                          started=started)
     try:
-        heard = backends.transcribe(data, name=str(path))
+        return read_media(backends, "audio", data, name=path.name, media_type="audio/" + (path.suffix[1:] or "unknown"),
+                          error_name=str(path), started=started)
     except MediaError as err:
         if err.code != "invalid_media" or "not an audio file" not in str(err):
             raise
         raise MediaError(f"{path}: neither an image (PNG, JPEG, WebP, GIF, BMP, TIFF) nor a recording (WAV, MP3, "
                          f"FLAC, Ogg, WebM, M4A) that can be read") from None
-    return Extracted("audio", path.name, "transcript", heard.text, data, "audio/" + (path.suffix[1:] or "unknown"),
-                     {"duration": heard.duration, "language": heard.language}, time.perf_counter() - started)
