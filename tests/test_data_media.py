@@ -110,3 +110,24 @@ def test_reads_are_cached_by_file_hash(files, home, monkeypatch):
     monkeypatch.setattr(TesseractOCR, "read", lambda self, picture: pytest.fail("read again"))
     assert read_records(data, "chat")[0].messages[0]["content"] == first
     assert len(list((home / "media-cache").rglob("*.json"))) == 1
+
+
+def test_a_changed_speech_prompt_is_not_served_from_the_cache(tmp_path, monkeypatch):
+    import agentmill.media.parts as parts_mod
+    from agentmill.config import MediaSettings
+    from agentmill.media import MediaBackends
+    from agentmill.media.cache import cached_read
+    from agentmill.media.parts import Extracted
+
+    heard = []
+
+    def fake_read(backends, kind, data, error_name=None):
+        heard.append(backends.settings.speech_prompt)
+        return Extracted(kind=kind, name=error_name, engine="transcript", data=data,
+                         text=f"heard with {backends.settings.speech_prompt}")
+
+    monkeypatch.setattr(parts_mod, "read_media", fake_read)
+    for prompt in ("bank", "bank", "clinic"):
+        entry = cached_read(MediaBackends(MediaSettings(speech_prompt=prompt)), b"RIFF", "audio", "q.wav", root=tmp_path)
+        assert entry["text"] == f"heard with {prompt}"
+    assert heard == ["bank", "clinic"]

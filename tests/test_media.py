@@ -44,6 +44,7 @@ def test_every_recording_format_decodes_by_content(question_wav, kind):
     assert audio.rate == 16_000 and audio.samples.ndim == 1 and audio.samples.dtype == np.float32
     assert abs(audio.seconds - reference.seconds) < 0.1
     assert np.abs(audio.samples).max() > 0.1  # not silence
+    assert reencode(question_wav, kind) == data  # bitexact: the example's files regenerate byte for byte
 
 
 def test_bad_audio_is_a_clear_error():

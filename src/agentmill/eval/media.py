@@ -1,7 +1,7 @@
 """Speech and images, measured: what the engines read, and whether the agent answers from it.
 
-- `speech_wer`: word error rate of speech recognition against what was said, numbers normalised
-  ("four hundred and twenty" = "420", "$1,234.56" = "1234.56"), as ASR benchmarks do.
+- `speech_wer`: word error rate of speech recognition against what was said, normalised the way
+  Whisper is scored ("four hundred and twenty dollars" = "$420", "what's" = "what is").
 - `ocr_cer`: character error rate of OCR against the text drawn in the image (whitespace folded).
 - `evaluate_media_files`: both over a recipe's `media.eval_data` ({file, kind, text} lines).
 - `evaluate_media_answers`: on held-out chat records that came with an image or a recording,
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from pathlib import Path
 
 from agentmill.eval.metrics import mean
@@ -20,13 +21,18 @@ from agentmill.eval.metrics import mean
 _MONEY = re.compile(r"\$\s?(-?\d[\d,]*\.?\d*)")
 
 
-def normalise_speech(text: str) -> str:
-    from text_to_num import alpha2digit
+@lru_cache(maxsize=1)
+def _whisper_normaliser():
+    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
 
-    text = alpha2digit(text.lower().replace("$", " "), "en")
-    text = re.sub(r"(?<=\d),(?=\d)", "", text)  # 4,821 -> 4821
-    text = re.sub(r"[^\w\s.]|(?<!\d)\.|\.(?!\d)", " ", text)  # punctuation, but not a decimal point
-    return " ".join(text.split())
+    return EnglishTextNormalizer({})  # no British -> American spelling table: that ships with hub weights
+
+
+def normalise_speech(text: str) -> str:
+    """Whisper's own English normaliser (the one its paper and the Open ASR Leaderboard score with):
+    numbers as digits ("four hundred and twenty dollars" = "$420"), contractions expanded,
+    punctuation and filler words dropped."""
+    return _whisper_normaliser()(text)
 
 
 def speech_wer(references: list[str], hypotheses: list[str]) -> float:

@@ -135,10 +135,12 @@ def encode_audio(audio: Audio, fmt: str) -> bytes:
 
 def transcode(data: bytes, container: str, codec: str, rate: int, bit_rate: int | None = None) -> bytes:
     """The first audio stream of `data` re-encoded, mono at `rate` Hz, with `codec` in `container`
-    (FFmpeg's names: "webm"/"libopus", "mp4"/"aac", ...): what a browser or phone would send."""
+    (FFmpeg's names: "webm"/"libopus", "mp4"/"aac", ...): what a browser or phone would send.
+    The same input gives the same bytes (bitexact: no random Ogg stream serial, no encoder tag)."""
     av = _av()
     out_buf = io.BytesIO()
-    with av.open(io.BytesIO(data)) as src, av.open(out_buf, "w", format=container) as out:
+    with (av.open(io.BytesIO(data)) as src,
+          av.open(out_buf, "w", format=container, options={"fflags": "+bitexact"}) as out):
         stream = out.add_stream(codec, rate=rate, layout="mono")
         if bit_rate:
             stream.bit_rate = bit_rate

@@ -14,11 +14,17 @@ from pathlib import Path
 from agentmill.paths import home
 
 
+# Raised whenever how an engine is driven changes what it reads (2: speech decoded without
+# timestamp tokens), so no entry from before is served as if it were current.
+READ_VERSION = 2
+
+
 def _engine_key(backends, kind: str) -> str:
     s = backends.settings
     if kind == "image":
-        return f"{s.image}-{s.ocr_lang}-{s.image_model or ''}"
-    return f"{s.speech}-{s.speech_model or 'embedded-tiny.en'}-{s.speech_compute_type}"
+        return f"v{READ_VERSION}-{s.image}-{s.ocr_lang}-{s.image_model or ''}"
+    return (f"v{READ_VERSION}-{s.speech}-{s.speech_model or 'embedded-tiny.en'}-{s.speech_compute_type}-"
+            f"{s.speech_prompt or ''}")
 
 
 def cached_read(backends, data: bytes, kind: str, name: str, root: Path | None = None) -> dict:

@@ -88,7 +88,8 @@ async def _audio_text(request: Request, task: str, file: UploadFile, model: str,
     name = file.filename or "file"
     words = "word" in granularities
     job = lambda: state.media.transcribe(data, name=name, language=language, prompt=prompt,  # noqa: E731
-                                         temperature=temperature, words=words, task=task)
+                                         temperature=temperature, words=words, task=task,
+                                         timestamps=response_format in ("srt", "vtt", "verbose_json"))
     slot = state.limiter.acquire(request.state.caller)
     try:
         transcript = await asyncio.wrap_future(state.engine.call(job))
