@@ -231,3 +231,25 @@ def test_agent_sessions_keep_the_original_media(run, tmp_path, question_webm):
     first = next(s for s in resumed.steps if isinstance(s, UserStep))
     assert first.media[0]["sha256"] == picture["sha256"] and "Total due: $1,234.56" in first.content
     store.close()
+
+
+def test_a_busy_session_refuses_media_before_reading_it(run, tmp_path, monkeypatch):
+    from agentmill.media.ocr import TesseractOCR
+    from agentmill.store import SQLiteSessionStore
+
+    store = SQLiteSessionStore(tmp_path / "s.db")
+    app = create_app(run, store=store, settings=ServeSettings(max_tokens_cap=16, media_dir=tmp_path / "media"))
+    parts = [{"type": "image_url", "image_url": {"url": data_url(photo_like(invoice()), "image/jpeg")}}]
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=120) as h:
+        sid = h.post("/v1/agent/sessions", json={}).json()["id"]
+        lock = app.state.agentmill.sessions.claim(sid)  # a turn is running
+        monkeypatch.setattr(TesseractOCR, "read", lambda self, picture: pytest.fail("read while busy"))
+        busy = h.post(f"/v1/agent/sessions/{sid}/messages", json={"content": parts, "task": "t1"})
+        assert busy.status_code == 409 and busy.json()["error"]["code"] == "session_busy"
+        lock.release()
+        monkeypatch.undo()
+        bad = h.post(f"/v1/agent/sessions/{sid}/messages", json={"content": [
+            {"type": "input_audio", "input_audio": {"data": "bm9pc2U=", "format": "wav"}}]})
+        assert bad.status_code == 400  # a refused message gives the session back
+        assert h.post(f"/v1/agent/sessions/{sid}/messages", json={"content": parts, "task": "t1"}).status_code == 200
+    store.close()

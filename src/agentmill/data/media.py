@@ -12,8 +12,6 @@ or yields no text is a "FILE:LINE: reason" problem like any other bad record.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from pathlib import Path
 
 MEDIA_TYPES = ("image_url", "input_audio", "file")
@@ -55,11 +53,9 @@ def _part_bytes(part: dict, base: Path) -> tuple[bytes, str, str]:
         ref, inline = None, ref
     media_kind = "audio" if kind == "input_audio" else "image"
     if inline:
-        payload = inline.partition(",")[2] if inline.startswith("data:") else inline
-        try:
-            return base64.b64decode(payload, validate=True), str(spec.get("filename") or ""), media_kind
-        except (binascii.Error, ValueError):
-            raise MediaError("the inline data is not valid base64") from None
+        from agentmill.media.parts import decode_inline
+
+        return decode_inline(inline, "inline data")[0], str(spec.get("filename") or ""), media_kind
     if not isinstance(ref, str) or not ref:
         raise MediaError(f"a {kind} part needs a file path (path, or image_url.url) or inline data")
     if "://" in ref:

@@ -67,9 +67,11 @@ def _b64(data: str, where: str) -> bytes:
         raise MediaError(f"{where}: the data is not valid base64").at(where) from None
 
 
-def _data_url(url: str, where: str) -> tuple[bytes, str]:
-    """(bytes, declared type) of a ``data:TYPE;base64,...`` URL."""
-    head, sep, payload = url.partition(",")
+def decode_inline(data: str, where: str) -> tuple[bytes, str]:
+    """(bytes, declared type or "") of inline media: a ``data:TYPE;base64,...`` URL or bare base64."""
+    if not data.startswith("data:"):
+        return _b64(data, where), ""
+    head, sep, payload = data.partition(",")
     if not sep or ";base64" not in head:
         raise MediaError(f"{where}: a data URL must be base64 (data:TYPE;base64,...)").at(where)
     return _b64(payload, where), head[5:].split(";")[0]
@@ -81,7 +83,7 @@ def _image_bytes(part: dict, backends, where: str) -> tuple[bytes, str]:
     if not isinstance(url, str) or not url:
         raise MediaError(f"{where}: image_url needs a url (a data URL or http(s))").at(where)
     if url.startswith("data:"):
-        return _data_url(url, where)
+        return decode_inline(url, where)
     if not backends.settings.fetch_urls:
         raise MediaError(f"{where}: this server does not fetch image URLs (media.fetch_urls is off); send the "
                          f"image inline as a data URL (data:image/png;base64,...)", code="url_fetch_disabled").at(where)
@@ -100,8 +102,7 @@ def _file_bytes(part: dict, where: str) -> tuple[bytes, str, str]:
     if not isinstance(data, str) or not data:
         raise MediaError(f"{where}: a file part needs file_data (uploaded file ids are not supported here)").at(where)
     name = str(spec.get("filename") or "")
-    raw, declared = _data_url(data, where) if data.startswith("data:") else (_b64(data, where), "")
-    return raw, declared, name
+    return *decode_inline(data, where), name
 
 
 def extract_part(part: dict, backends, where: str) -> Extracted:
@@ -118,7 +119,7 @@ def extract_part(part: dict, backends, where: str) -> Extracted:
             spec = part.get("input_audio") or {}
             if not isinstance(spec.get("data"), str):
                 raise MediaError(f"{where}: input_audio needs data (base64) and format")
-            return read_media(backends, "audio", _b64(spec["data"], where),
+            return read_media(backends, "audio", decode_inline(spec["data"], where)[0],
                               media_type=f"audio/{spec.get('format') or 'unknown'}", started=started)
         if kind == "file":
             data, declared, name = _file_bytes(part, where)

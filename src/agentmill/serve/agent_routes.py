@@ -105,13 +105,16 @@ async def post_message(request: Request, session_id: str, body: AgentMessage):
     pool = _pool(request)
     task = _task(state.run, body.task)
     slot = state.limiter.acquire(request.state.caller)
+    lock = None
     try:
         await asyncio.to_thread(pool.store.get, session_id)  # 404 before anything runs
+        lock = pool.claim(session_id)  # 409 before any image is read or recording heard
         text, media = await read_agent_message(state, body.content)
         if not text.strip() and not media:
             raise ApiError(400, "the message has no text and no media", param="content")
-        lock = pool.claim(session_id)
     except BaseException:
+        if lock is not None:
+            lock.release()
         slot.release()
         raise
     loop = asyncio.get_running_loop()
