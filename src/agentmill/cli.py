@@ -146,6 +146,29 @@ def serve(
                console=console, decoder=decoder)
 
 
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A finished run directory."),
+    to: str = typer.Option(..., "--to", help="hf (merged folders), gguf (llama.cpp), ollama (GGUF + Modelfile) or "
+                                            "vllm (backbone + adapters + serve.sh)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write (must not exist, or be empty)."),
+    task: Optional[str] = typer.Option(None, "--task", help="Export this task only (default: every chat task)."),
+    all_tasks: bool = typer.Option(False, "--all", help="Export every chat task (the default)."),
+    gguf_type: str = typer.Option("q8_0", "--type", help="GGUF type for gguf/ollama: f16, q8_0 or q4_k_m."),
+    dtype: str = typer.Option("fp32", "--dtype", help="Weights of hf/vllm folders: fp32 (exact), bf16 or fp16."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+):
+    """Take a trained run to Hugging Face, llama.cpp/Ollama or vLLM."""
+    from agentmill.export import export_run
+
+    if task and all_tasks:
+        raise typer.BadParameter("give --task NAME or --all, not both", param_hint="--task")
+    manifest = export_run(run_dir, to, out, task=task, gguf_type=gguf_type, dtype=dtype, force=force, console=console)
+    size = sum(f["bytes"] for f in manifest["files"].values())
+    console.print(f"exported {', '.join(manifest['tasks'])} to {out} ({to}, {size / 1e6:,.0f} MB, "
+                  f"{manifest['seconds']:.0f} s); see {out}/README.md")
+
+
 @data_app.command("check")
 def data_check(
     recipe: Path = typer.Argument(..., help="Recipe YAML file."),
