@@ -82,12 +82,15 @@ def hf_answers(folder: Path, run: RunModel, cases, tokens: int) -> list[str]:
 def llama_answers(folder: Path, kind: str, run: RunModel, cases, tokens: int) -> list[str]:
     from llama_cpp import Llama
 
+    from decode import llama_params  # bench/decode.py: llama.cpp's AMX repacking crashes quantised decoding here
+
     eot = end_of_turn_id(run.tokenizer)
     answers, models = [], {}
     for task, messages, tools in cases:
         if task not in models:
-            models[task] = Llama(model_path=str(folder / f"{task}-{kind}.gguf"), n_ctx=2048, n_threads=2,
-                                 n_batch=512, verbose=False)
+            with llama_params():
+                models[task] = Llama(model_path=str(folder / f"{task}-{kind}.gguf"), n_ctx=2048, n_threads=2,
+                                     n_batch=512, verbose=False)
         llm = models[task]
         ids = run.tokenizer(render(run.tokenizer, messages, add_generation_prompt=True, tools=tools),
                             add_special_tokens=False)["input_ids"]
@@ -98,7 +101,12 @@ def llama_answers(folder: Path, kind: str, run: RunModel, cases, tokens: int) ->
                 break
             got.append(token)
         answers.append(run.tokenizer.decode(got, skip_special_tokens=True).strip())
+    for llm in models.values():  # free llama.cpp's contexts before the next arm loads its own
+        llm.close()
     return answers
+
+
+ARMS = {"hf": ("hf", None), "f16": ("gguf", "f16"), "q8_0": ("gguf", "q8_0"), "q4_k_m": ("gguf", "q4_k_m")}
 
 
 def main() -> None:
@@ -107,16 +115,19 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=10, help="held-out prompts per task")
     parser.add_argument("--tokens", type=int, default=48)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--arms", default="hf,f16,q8_0", help=f"comma-separated, of {', '.join(ARMS)}")
     args = parser.parse_args()
     run = RunModel.load(args.run_dir, dtype=torch.float32, device="cpu")
     cases = prompts(run, args.prompts)
-    result = {"run": str(args.run_dir), "cpu": cpu_model(), "prompts": len(cases), "max_new_tokens": args.tokens,
+    from decode import llama_repack
+
+    result = {"run": str(args.run_dir), "cpu": cpu_model(), "llama.cpp weights": llama_repack()[1], "prompts": len(cases), "max_new_tokens": args.tokens,
               "arms": {}}
     started = time.perf_counter()
     reference = ours(run, cases, args.tokens)
     result["agentmill_s"] = round(time.perf_counter() - started, 1)
     with tempfile.TemporaryDirectory() as tmp:
-        arms = [("hf-fp32", "hf", None)] + [(f"llama.cpp-{k}", "gguf", k) for k in ("f16", "q8_0")]
+        arms = [("hf-fp32" if a == "hf" else f"llama.cpp-{a}", *ARMS[a]) for a in args.arms.split(",")]
         for arm, target, kind in arms:
             folder = Path(tmp) / arm
             started = time.perf_counter()

@@ -101,7 +101,9 @@ def quantize(source: Path, out_file: Path, kind: str) -> None:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = {"q4_k_m": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M}[kind]
     params.nthread = len(os.sched_getaffinity(0))
-    if llama_cpp.llama_model_quantize(str(source).encode(), str(out_file).encode(), params) != 0 or \
+    import ctypes
+
+    if llama_cpp.llama_model_quantize(str(source).encode(), str(out_file).encode(), ctypes.byref(params)) != 0 or \
             not out_file.is_file():
         raise ExportError(f"llama.cpp could not quantize {source} to {kind}")
 

@@ -137,6 +137,18 @@ def check_encoding(ctx: StageContext) -> dict[str, dict]:
     return stats
 
 
+def check_distributed(accelerator) -> None:
+    """Refuse to train silently undistributed: under a launcher that started N processes
+    (WORLD_SIZE), each one alone would train on all the data and race to write the run."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world > 1 and accelerator.num_processes != world:
+        raise AgentmillError(
+            f"WORLD_SIZE is {world}, but this process trains alone (no process group was formed), so each of the "
+            f"{world} processes would train on everything. On CPU launch with ACCELERATE_USE_CPU=true "
+            f"(`ACCELERATE_USE_CPU=true torchrun --nproc_per_node {world} -m agentmill.cli train RECIPE`); on GPUs "
+            f"use `accelerate launch --num_processes {world} -m agentmill.cli train RECIPE`")
+
+
 def train_recipe(recipe: Recipe, out: Path | None = None, resume: bool = False, console=None) -> Path:
     from accelerate import Accelerator
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -168,6 +180,7 @@ def train_recipe(recipe: Recipe, out: Path | None = None, resume: bool = False, 
     AcceleratorState._reset_state()
     precision = announce(choose_precision(recipe.train.precision))
     accelerator = Accelerator(mixed_precision=precision.accelerate, cpu=not torch.cuda.is_available())
+    check_distributed(accelerator)
     if console is not None:
         console.print(f"[dim]precision {precision.name} ({recipe.train.precision}: {precision.reason})[/]",
                       highlight=False)

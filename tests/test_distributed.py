@@ -1,0 +1,78 @@
+"""Training under a launcher: never silently undistributed."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from agentmill.errors import AgentmillError
+from agentmill.train.pipeline import check_distributed
+
+
+def test_a_launcher_without_a_process_group_is_refused(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(AgentmillError, match="WORLD_SIZE is 2, but this process trains alone.*ACCELERATE_USE_CPU=true"):
+        check_distributed(SimpleNamespace(num_processes=1))
+    check_distributed(SimpleNamespace(num_processes=2))  # a formed group of 2
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    check_distributed(SimpleNamespace(num_processes=1))
+    monkeypatch.delenv("WORLD_SIZE")
+    check_distributed(SimpleNamespace(num_processes=1))
+
+
+DDP_RECIPE = """\
+name: ddp
+base_model: {base}
+seed: 3
+lora: {{r: 4, alpha: 8}}
+train: {{max_length: 64, lr: 1.0e-3, max_steps: 3, grad_accum: 4, eval_every: 3, checkpoint_every: 10,
+        eval_max_records: 4, precision: fp32, report_to: none}}
+stages:
+  - stage: pretrain
+    data: [{{path: corpus.txt, format: text}}]
+"""
+
+
+def _train(tmp_path, base, nproc: int, out_name: str, cpu_flag: bool = True):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    recipe = tmp_path / "recipe.yaml"
+    if not recipe.exists():
+        (tmp_path / "corpus.txt").write_text("\n\n".join(
+            f"Paragraph {i}: Northwind Bank pays {i % 7} percent on savings and charges no monthly fee." * 2
+            for i in range(40)))
+        recipe.write_text(DDP_RECIPE.format(base=base))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "AGENTMILL_PROGRESS": "0"}
+    env.pop("ACCELERATE_USE_CPU", None)
+    if cpu_flag:
+        env["ACCELERATE_USE_CPU"] = "true"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    out = tmp_path / out_name
+    # the same global batch: 4 rows a step, all on one process or 2 on each of two
+    done = subprocess.run(launcher + ["-m", "agentmill.cli", "train", str(recipe), f"train.grad_accum={4 // nproc}",
+                                      "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()
+              if json.loads(line)["split"] == "train"]
+    return out, losses
+
+
+def test_two_processes_train_like_one(tmp_path, tokenizer, tiny):
+    base = tmp_path / "base"
+    tiny.save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    one, single = _train(tmp_path, base, 1, "one")
+    two, double = _train(tmp_path, base, 2, "two")
+    assert len(single) == len(double) == 3
+    assert double == pytest.approx(single, rel=1e-4)
+    assert single[0] != pytest.approx(single[-1], rel=1e-3)  # it trained  # each process takes its half of every global batch
+    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())  # one run, written once
+    assert not list(tmp_path.glob(".*partial"))
+    # plain torchrun, no ACCELERATE_USE_CPU: agentmill asks accelerate for the CPU itself, so the
+    # process group forms all the same (plain accelerate would run two undistributed copies)
+    _, plain = _train(tmp_path, base, 2, "plain", cpu_flag=False)
+    assert plain == pytest.approx(single, rel=1e-4)
+
