@@ -165,3 +165,17 @@ def _rename_keys(adapter, old, new):
 
     path = adapter / "adapter_model.safetensors"
     save_file({k.replace(old, new): v for k, v in load_file(path).items()}, path)
+
+
+def test_a_failed_conversion_is_reported_and_leaves_nothing(run_dir, tmp_path, monkeypatch):
+    fake = tmp_path / "llama.cpp"
+    fake.mkdir()
+    (fake / "convert_hf_to_gguf.py").write_text("import sys\nprint('Model MysteryForCausalLM is not supported', "
+                                                 "file=sys.stderr)\nsys.exit(1)\n")
+    monkeypatch.setenv("AGENTMILL_LLAMA_CPP", str(fake))
+    with pytest.raises(ExportError, match="convert_hf_to_gguf.py failed .*\nModel MysteryForCausalLM is not supported"):
+        export_gguf(run_dir, tmp_path / "out", task="t1")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+    monkeypatch.setenv("AGENTMILL_LLAMA_CPP", str(tmp_path / "nowhere"))
+    with pytest.raises(ExportError, match="no convert_hf_to_gguf.py there"):
+        export_gguf(run_dir, tmp_path / "out", task="t1")

@@ -124,6 +124,8 @@ python -m llama_cpp.server --model {example} # or llama-cpp-python's server
 ```
 
 Each `TASK.json` holds the task's system prompt and tool schemas (pass them as `tools`).
+If decoding a quantised file crashes on an Intel AMX CPU, that is llama.cpp's weight repacking
+(ggml-org/llama.cpp#20824): run with `--no-repack`.
 `export.json` lists every file with its SHA-256.
 """
 
