@@ -29,6 +29,12 @@ train: {{max_length: 64, lr: 1.0e-3, max_steps: 3, grad_accum: 4, eval_every: 3,
 stages:
   - stage: pretrain
     data: [{{path: corpus.txt, format: text}}]
+  - stage: crosstask
+    mode: per_task
+    train: {{max_steps: 2}}
+    tasks:
+      - {{name: cs, data: {{path: chat.jsonl, format: chat}}, system: You help.}}
+      - {{name: tutor, data: {{path: chat.jsonl, format: chat}}}}
 """
 
 
@@ -43,6 +49,9 @@ def _train(tmp_path, base, nproc: int, out_name: str, cpu_flag: bool = True):
         (tmp_path / "corpus.txt").write_text("\n\n".join(
             f"Paragraph {i}: Northwind Bank pays {i % 7} percent on savings and charges no monthly fee." * 2
             for i in range(40)))
+        (tmp_path / "chat.jsonl").write_text("".join(json.dumps({"messages": [
+            {"role": "user", "content": f"My name is Ann{i}."}, {"role": "assistant", "content": f"Hello Ann{i}!"}]})
+            + "\n" for i in range(24)))
         recipe.write_text(DDP_RECIPE.format(base=base))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "AGENTMILL_PROGRESS": "0"}
     env.pop("ACCELERATE_USE_CPU", None)
@@ -54,7 +63,8 @@ def _train(tmp_path, base, nproc: int, out_name: str, cpu_flag: bool = True):
     done = subprocess.run(launcher + ["-m", "agentmill.cli", "train", str(recipe), f"train.grad_accum={4 // nproc}",
                                       "--out", str(out)],
                           capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # a failing rank's own error, not the barrier error the others then raise
+    assert done.returncode == 0, "\n".join(l for l in done.stderr.splitlines() if "rank1" not in l)[-4000:]
     losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()
               if json.loads(line)["split"] == "train"]
     return out, losses
@@ -66,7 +76,7 @@ def test_two_processes_train_like_one(tmp_path, tokenizer, tiny):
     tokenizer.save_pretrained(base)
     one, single = _train(tmp_path, base, 1, "one")
     two, double = _train(tmp_path, base, 2, "two")
-    assert len(single) == len(double) == 3
+    assert len(single) == len(double) == 3 + 2 + 2 + 2  # pretrain, crosstask shared, then each task
     assert double == pytest.approx(single, rel=1e-4)
     assert single[0] != pytest.approx(single[-1], rel=1e-3)  # it trained  # each process takes its half of every global batch
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())  # one run, written once

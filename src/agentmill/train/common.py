@@ -180,12 +180,15 @@ def fit_classifier(ctx: StageContext, what: str, train: list[Record], held: list
     classifier = EmbeddingClassifier.fit([r.text for r in train], [r.label for r in train], labels)
     fit_s = time.perf_counter() - started
     after = evaluate_classifier(classifier, held, labels) if held else {}
-    classifier.save(out)
+    if is_main(ctx):
+        classifier.save(out)
     ctx.say(f"  {what}: a classifier on sentence embeddings fitted on {len(train)} records in {fit_s:.0f} s"
             + (f"; held-out accuracy {after['accuracy']:.3f} on {len(held)}" if held else ""))
     record = {"after": after, "labels": labels, "kind": "embedding", "examples": len(train),
               "wall_s": round(fit_s, 2), "steps": 0}
-    write_json_atomic(done, record)
+    if is_main(ctx):
+        write_json_atomic(done, record)
+    settle(ctx)
     return record
 
 
@@ -196,22 +199,39 @@ def summary(result: LoopResult) -> dict:
             "mfu": round(result.mfu, 4), "final_train_loss": result.final_loss}
 
 
-def finish_stage(stage_dir: Path, record: dict) -> dict:
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(stage_dir / "done.json", record)
+def is_main(ctx: StageContext) -> bool:
+    """Whether this process writes the run (rank 0; the only process without a launcher)."""
+    return ctx.accelerator is None or ctx.accelerator.is_main_process
+
+
+def settle(ctx: StageContext) -> None:
+    """Every process waits here until rank 0 has written what the others may read next."""
+    if ctx.accelerator is not None:
+        ctx.accelerator.wait_for_everyone()
+
+
+def finish_stage(stage_dir: Path, record: dict, ctx: StageContext) -> dict:
+    if is_main(ctx):
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(stage_dir / "done.json", record)
+    settle(ctx)
     return record
 
 
 def keep_result(ctx: StageContext, model, stage_dir: Path) -> str | None:
     """Make the trained stage the new backbone; returns the adapter path (relative to the run)."""
     if ctx.recipe.method == "lora":
-        model.save_pretrained(stage_dir / "adapter")
+        if is_main(ctx):
+            model.save_pretrained(stage_dir / "adapter")
+        settle(ctx)
         ctx.model = model.merge_and_unload()
         return str((stage_dir / "adapter").relative_to(ctx.work_dir))
     ctx.model = model
     for p in ctx.model.parameters():
         p.requires_grad_(False)
-    ctx.model.save_pretrained(stage_dir / "model")  # lets --resume replay this stage
+    if is_main(ctx):
+        ctx.model.save_pretrained(stage_dir / "model")  # lets --resume replay this stage
+    settle(ctx)
     return None
 
 
@@ -260,4 +280,4 @@ def run_data_stage(ctx: StageContext, stage, index: int) -> dict:
 
     return finish_stage(stage_dir, {"stage": stage.stage, "index": index, "adapter": adapter,
                                     "before": before, "after": after, **summary(result),
-                                    "replayed_examples": len(train) - n_new})
+                                    "replayed_examples": len(train) - n_new}, ctx)

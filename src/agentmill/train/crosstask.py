@@ -21,9 +21,9 @@ from agentmill.data.toolgen import general_tool_use
 from agentmill.errors import AgentmillError
 from agentmill.eval.evaluate import encode_records, evaluate_general_tools, evaluate_task
 from agentmill.eval.metrics import format_metrics
-from agentmill.train.common import (StageContext, eval_datasets, examples_of, finish_stage, fit_classifier,
-                                    keep_result, log_final_eval, replay_examples, replay_stage, stage_dir_of, summary,
-                                    train_adapter)
+from agentmill.train.common import (StageContext, eval_datasets, examples_of, finish_stage, fit_classifier, is_main,
+                                    keep_result, log_final_eval, replay_examples, replay_stage, settle, stage_dir_of,
+                                    summary, train_adapter)
 
 
 def mix(per_task: list[list[Example]], weights: list[float], temperature: float, seed: int) -> list[Example]:
@@ -74,7 +74,7 @@ def run(ctx: StageContext, stage: CrosstaskStage, index: int) -> dict:
         adapter = keep_result(ctx, model, stage_dir)
         record = finish_stage(stage_dir, {"stage": "crosstask", "index": index, "adapter": adapter,
                                           "before": before, "after": after, **summary(result),
-                                          "replayed_examples": len(replayed)})
+                                          "replayed_examples": len(replayed)}, ctx)
     if stage.mode == "per_task":
         record["per_task"] = {t.name: _task_adapter(ctx, index, stage, t, ctx.recipe.task_train(stage, t))
                               for t in stage.tasks}
@@ -166,7 +166,8 @@ def _router_classifier(ctx: StageContext, stage: CrosstaskStage) -> dict:
     """The router as a classifier on sentence embeddings, scored on every held-out routing message."""
     out = ctx.work_dir / "adapters" / "router"
     held = router_records(ctx, stage, "heldout")
-    _write_router_heldout(out, held)
+    if is_main(ctx):
+        _write_router_heldout(out, held)
     return fit_classifier(ctx, "router", router_records(ctx, stage, "train"), held,
                           sorted(t.name for t in stage.tasks), out)
 
@@ -178,7 +179,8 @@ def _router_adapter(ctx: StageContext, index: int, stage: CrosstaskStage) -> dic
     held_records = router_records(ctx, stage, "heldout")
 
     def build(out):
-        _write_router_heldout(out, held_records)
+        if is_main(ctx):
+            _write_router_heldout(out, held_records)
         train = encode_records(ctx.tokenizer, router_records(ctx, stage, "train"), "classification", spec,
                                labels=labels)
         held = encode_records(ctx.tokenizer, held_records, "classification", spec, labels=labels) if held_records else []
@@ -229,9 +231,12 @@ def _kept_adapter(ctx: StageContext, index: int, name: str, spec, build, measure
     model, result = train_adapter(ctx, task_dir, train, held, spec, stage="crosstask", task=name)
     after = measure(model)
     log_final_eval(ctx, result, after, "crosstask", name)
-    model.save_pretrained(out)
+    if is_main(ctx):
+        model.save_pretrained(out)
     ctx.model = model.unload()
     record = {"after": after, **(extra or {}), **summary(result)}
-    write_json_atomic(done, record)
-    write_json_atomic(task_dir / "done.json", record)
+    if is_main(ctx):
+        write_json_atomic(done, record)
+        write_json_atomic(task_dir / "done.json", record)
+    settle(ctx)
     return record

@@ -35,7 +35,7 @@ def run(ctx: StageContext, stage: FinetuneStage, index: int) -> dict:
     if not tasks:
         return finish_stage(stage_dir, {"stage": "finetune", "index": index, "adapter": None, "before": {},
                                         "after": {n: f["after"] for n, f in fitted.items()}, "steps": 0, "train_tokens": 0, "tokens_per_s": 0,
-                                        "wall_s": round(sum(f.get("wall_s", 0) for f in fitted.values()), 2)})
+                                        "wall_s": round(sum(f.get("wall_s", 0) for f in fitted.values()), 2)}, ctx)
     spec = ctx.recipe.stage_train(stage)
     heldout = [(t.name, t.eval_data or t.data) for t in tasks]
 
@@ -53,7 +53,7 @@ def run(ctx: StageContext, stage: FinetuneStage, index: int) -> dict:
 
     return finish_stage(stage_dir, {"stage": "finetune", "index": index, "adapter": adapter,
                                     "before": before, "after": after, **summary(result),
-                                    "replayed_examples": len(replayed)})
+                                    "replayed_examples": len(replayed)}, ctx)
 
 
 def _fit(ctx: StageContext, task) -> dict:
