@@ -86,3 +86,66 @@ def test_two_processes_train_like_one(tmp_path, tokenizer, tiny):
     _, plain = _train(tmp_path, base, 2, "plain", cpu_flag=False)
     assert plain == pytest.approx(single, rel=1e-4)
 
+
+
+def _rank_pid(out, rank: int):
+    """The pid of the training process of local rank `rank` writing to `out` (from /proc)."""
+    from pathlib import Path
+
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except (OSError, PermissionError):
+            continue
+        if str(out).encode() in cmdline and b"agentmill.cli" in cmdline and f"LOCAL_RANK={rank}".encode() in environ:
+            return int(proc.name)
+    return None
+
+
+def test_a_rank_killed_mid_stage_resumes_to_the_same_end(tmp_path, tokenizer, tiny):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.torch import load_file
+
+    base = tmp_path / "base"
+    tiny.save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    (tmp_path / "corpus.txt").write_text("\n\n".join(
+        f"Paragraph {i}: Northwind Bank pays {i % 7} percent on savings and charges no monthly fee." * 2
+        for i in range(80)))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(DDP_RECIPE.split("  - stage: crosstask")[0].format(base=base).replace("max_steps: 3", "max_steps: 60")
+                      .replace("checkpoint_every: 10", "checkpoint_every: 2").replace("eval_every: 3", "eval_every: 60"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "AGENTMILL_PROGRESS": "0", "ACCELERATE_USE_CPU": "true"}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+              "agentmill.cli", "train", str(recipe), "train.grad_accum=2", "--out"]
+
+    whole = tmp_path / "whole"
+    subprocess.run(launch + [str(whole)], check=True, capture_output=True, env=env, timeout=600)
+    killed = tmp_path / "killed"
+    job = subprocess.Popen(launch + [str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    checkpoint = tmp_path / ".killed.partial" / "stages" / "01-pretrain" / "checkpoints" / "step-4"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and job.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    pid = _rank_pid(killed, 1)
+    assert pid is not None and job.poll() is None, "the run ended before a rank could be killed"
+    os.kill(pid, signal.SIGKILL)
+    assert job.wait(timeout=120) != 0 and not killed.exists()
+    subprocess.run(launch + [str(killed), "--resume"], check=True, capture_output=True, env=env, timeout=600)
+
+    def losses(out):
+        return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()
+                if json.loads(line)["split"] == "train"]
+
+    assert len(losses(killed)) == 60 and losses(killed) == pytest.approx(losses(whole), rel=1e-4)
+    ours = load_file(killed / "stages" / "01-pretrain" / "adapter" / "adapter_model.safetensors")
+    theirs = load_file(whole / "stages" / "01-pretrain" / "adapter" / "adapter_model.safetensors")
+    for name, tensor in theirs.items():
+        assert ours[name].allclose(tensor, rtol=1e-4, atol=1e-6), name

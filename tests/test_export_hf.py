@@ -136,3 +136,18 @@ def test_the_export_command(run_dir, tmp_path):
     bad = agentmill("--to", "onnx", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "error: --to 'onnx': choose one of hf, gguf, ollama, vllm" in bad.stderr
     assert "Traceback" not in bad.stderr and not (tmp_path / "x").exists()
+
+
+def test_an_embedding_classifier_is_not_exported_as_a_model(run_dir, tmp_path):
+    import shutil
+
+    from agentmill.export.common import RunInfo
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["tasks"]["intent"]["classifier"] = "classifiers/intent"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert RunInfo.read(copy).select(None) == ["t1", "t2", "merged"]
+    with pytest.raises(ExportError, match=r"'intent' is a classifier on sentence embeddings \(classifiers/intent\)"):
+        export_hf(copy, tmp_path / "out", task="intent")

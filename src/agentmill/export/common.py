@@ -44,8 +44,10 @@ class RunInfo:
         return self.run_dir / self.manifest.get("backbone", "model")
 
     def chat_tasks(self) -> list[str]:
-        """Tasks a user talks to (not the data stages' evaluation sets, not the router)."""
-        return [t for t, info in self.tasks.items() if not (info or {}).get("eval_only")]
+        """Tasks a language model answers: not the data stages' evaluation sets, not the router,
+        not a classifier on sentence embeddings (classifier: embedding, which no engine here runs)."""
+        return [t for t, info in self.tasks.items() if not (info or {}).get("eval_only")
+                and not (info or {}).get("classifier")]
 
     def adapter(self, task: str) -> Path | None:
         rel = (self.tasks.get(task) or {}).get("adapter")
@@ -68,7 +70,10 @@ class RunInfo:
                 raise ExportError(f"{self.run_dir}: the run has no task to export")
             return tasks
         if task not in tasks:
-            kind = "an evaluation set, not a task to chat with" if task in self.tasks else "not a task of this run"
+            info = self.tasks.get(task) or {}
+            kind = ("a classifier on sentence embeddings (" + info["classifier"] + "), not a language model; "
+                    "agentmill runs it" if info.get("classifier") else
+                    "an evaluation set, not a task to chat with" if task in self.tasks else "not a task of this run")
             raise ExportError(f"'{task}' is {kind}; tasks of {self.run_dir}: {', '.join(tasks) or '(none)'}")
         return [task]
 
