@@ -1,8 +1,16 @@
 """Training under a launcher: never silently undistributed."""
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from safetensors.torch import load_file
 
 from agentmill.errors import AgentmillError
 from agentmill.train.pipeline import check_distributed
@@ -17,6 +25,7 @@ def test_a_launcher_without_a_process_group_is_refused(monkeypatch):
     check_distributed(SimpleNamespace(num_processes=1))
     monkeypatch.delenv("WORLD_SIZE")
     check_distributed(SimpleNamespace(num_processes=1))
+
 
 
 DDP_RECIPE = """\
@@ -38,60 +47,63 @@ stages:
 """
 
 
-def _train(tmp_path, base, nproc: int, out_name: str, cpu_flag: bool = True):
-    import json
-    import os
-    import subprocess
-    import sys
+def _inputs(tmp_path, tokenizer, tiny, paragraphs: int = 40) -> Path:
+    """The tiny base model, a corpus and a chat file in `tmp_path`; the base model's folder."""
+    base = tmp_path / "base"
+    tiny.save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    (tmp_path / "corpus.txt").write_text("\n\n".join(
+        f"Paragraph {i}: Northwind Bank pays {i % 7} percent on savings and charges no monthly fee." * 2
+        for i in range(paragraphs)))
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": f"My name is Ann{i}."}, {"role": "assistant", "content": f"Hello Ann{i}!"}]})
+        + "\n" for i in range(24)))
+    return base
 
-    recipe = tmp_path / "recipe.yaml"
-    if not recipe.exists():
-        (tmp_path / "corpus.txt").write_text("\n\n".join(
-            f"Paragraph {i}: Northwind Bank pays {i % 7} percent on savings and charges no monthly fee." * 2
-            for i in range(40)))
-        (tmp_path / "chat.jsonl").write_text("".join(json.dumps({"messages": [
-            {"role": "user", "content": f"My name is Ann{i}."}, {"role": "assistant", "content": f"Hello Ann{i}!"}]})
-            + "\n" for i in range(24)))
-        recipe.write_text(DDP_RECIPE.format(base=base))
+
+def _launch(recipe: Path, nproc: int, out: Path, *extra: str, cpu_flag: bool = True) -> tuple[list[str], dict]:
+    """(command line, environment) of `agentmill train` on `nproc` processes under torchrun; the
+    same global batch of 4 rows a step, all on one process or 2 on each of two."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "AGENTMILL_PROGRESS": "0"}
     env.pop("ACCELERATE_USE_CPU", None)
     if cpu_flag:
         env["ACCELERATE_USE_CPU"] = "true"
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    out = tmp_path / out_name
-    # the same global batch: 4 rows a step, all on one process or 2 on each of two
-    done = subprocess.run(launcher + ["-m", "agentmill.cli", "train", str(recipe), f"train.grad_accum={4 // nproc}",
-                                      "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=600)
+    return ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m",
+             "agentmill.cli", "train", str(recipe), f"train.grad_accum={4 // nproc}", "--out", str(out), *extra], env)
+
+
+def _losses(out: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()
+            if json.loads(line)["split"] == "train"]
+
+
+def _train(recipe: Path, nproc: int, out: Path, cpu_flag: bool = True) -> list[float]:
+    command, env = _launch(recipe, nproc, out, cpu_flag=cpu_flag)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     # a failing rank's own error, not the barrier error the others then raise
     assert done.returncode == 0, "\n".join(l for l in done.stderr.splitlines() if "rank1" not in l)[-4000:]
-    losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()
-              if json.loads(line)["split"] == "train"]
-    return out, losses
+    return _losses(out)
 
 
 def test_two_processes_train_like_one(tmp_path, tokenizer, tiny):
-    base = tmp_path / "base"
-    tiny.save_pretrained(base)
-    tokenizer.save_pretrained(base)
-    one, single = _train(tmp_path, base, 1, "one")
-    two, double = _train(tmp_path, base, 2, "two")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(DDP_RECIPE.format(base=_inputs(tmp_path, tokenizer, tiny)))
+    one, two = tmp_path / "one", tmp_path / "two"
+    single = _train(recipe, 1, one)
+    double = _train(recipe, 2, two)
     assert len(single) == len(double) == 3 + 2 + 2 + 2  # pretrain, crosstask shared, then each task
-    assert double == pytest.approx(single, rel=1e-4)
-    assert single[0] != pytest.approx(single[-1], rel=1e-3)  # it trained  # each process takes its half of every global batch
+    assert double == pytest.approx(single, rel=1e-4)  # each process takes its half of every global batch
+    assert single[0] != pytest.approx(single[-1], rel=1e-3)  # it trained
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())  # one run, written once
     assert not list(tmp_path.glob(".*partial"))
     # plain torchrun, no ACCELERATE_USE_CPU: agentmill asks accelerate for the CPU itself, so the
     # process group forms all the same (plain accelerate would run two undistributed copies)
-    _, plain = _train(tmp_path, base, 2, "plain", cpu_flag=False)
+    plain = _train(recipe, 2, tmp_path / "plain", cpu_flag=False)
     assert plain == pytest.approx(single, rel=1e-4)
-
 
 
 def _rank_pid(out, rank: int):
     """The pid of the training process of local rank `rank` writing to `out` (from /proc)."""
-    from pathlib import Path
-
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
@@ -104,32 +116,14 @@ def _rank_pid(out, rank: int):
 
 
 def test_a_rank_killed_mid_stage_resumes_to_the_same_end(tmp_path, tokenizer, tiny):
-    import json
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from safetensors.torch import load_file
-
-    base = tmp_path / "base"
-    tiny.save_pretrained(base)
-    tokenizer.save_pretrained(base)
-    (tmp_path / "corpus.txt").write_text("\n\n".join(
-        f"Paragraph {i}: Northwind Bank pays {i % 7} percent on savings and charges no monthly fee." * 2
-        for i in range(80)))
+    base = _inputs(tmp_path, tokenizer, tiny, paragraphs=80)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(DDP_RECIPE.split("  - stage: crosstask")[0].format(base=base).replace("max_steps: 3", "max_steps: 60")
                       .replace("checkpoint_every: 10", "checkpoint_every: 2").replace("eval_every: 3", "eval_every: 60"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "AGENTMILL_PROGRESS": "0", "ACCELERATE_USE_CPU": "true"}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-              "agentmill.cli", "train", str(recipe), "train.grad_accum=2", "--out"]
-
-    whole = tmp_path / "whole"
-    subprocess.run(launch + [str(whole)], check=True, capture_output=True, env=env, timeout=600)
-    killed = tmp_path / "killed"
-    job = subprocess.Popen(launch + [str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    _train(recipe, 2, whole)
+    command, env = _launch(recipe, 2, killed)
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     checkpoint = tmp_path / ".killed.partial" / "stages" / "01-pretrain" / "checkpoints" / "step-4"
     deadline = time.time() + 300
     while not checkpoint.exists() and job.poll() is None and time.time() < deadline:
@@ -138,13 +132,10 @@ def test_a_rank_killed_mid_stage_resumes_to_the_same_end(tmp_path, tokenizer, ti
     assert pid is not None and job.poll() is None, "the run ended before a rank could be killed"
     os.kill(pid, signal.SIGKILL)
     assert job.wait(timeout=120) != 0 and not killed.exists()
-    subprocess.run(launch + [str(killed), "--resume"], check=True, capture_output=True, env=env, timeout=600)
+    command, env = _launch(recipe, 2, killed, "--resume")
+    subprocess.run(command, check=True, capture_output=True, env=env, timeout=600)
 
-    def losses(out):
-        return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()
-                if json.loads(line)["split"] == "train"]
-
-    assert len(losses(killed)) == 60 and losses(killed) == pytest.approx(losses(whole), rel=1e-4)
+    assert len(_losses(killed)) == 60 and _losses(killed) == pytest.approx(_losses(whole), rel=1e-4)
     ours = load_file(killed / "stages" / "01-pretrain" / "adapter" / "adapter_model.safetensors")
     theirs = load_file(whole / "stages" / "01-pretrain" / "adapter" / "adapter_model.safetensors")
     for name, tensor in theirs.items():

@@ -78,13 +78,10 @@ def evaluate_media_files(eval_data: Path, backends) -> dict[str, float]:
 
 
 def amounts(text: str) -> list[float]:
-    out = []
-    for match in _MONEY.findall(text or ""):
-        try:
-            out.append(float(match.replace(",", "").rstrip(".")))
-        except ValueError:
-            continue
-    return out
+    """The dollar amounts `text` states, in order."""
+    from agentmill.eval.tooluse import parse_number
+
+    return [v for v in map(parse_number, _MONEY.findall(text or "")) if v is not None]
 
 
 def evaluate_media_answers(model, tokenizer, records, decoder=None) -> dict[str, float]:

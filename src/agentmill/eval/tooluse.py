@@ -94,14 +94,20 @@ def headline_number(tool_result: str) -> float | None:
     return None
 
 
+def parse_number(text: str) -> float | None:
+    """A number as answers write it ("1,250.60", "42."), or None."""
+    try:
+        return float(text.replace(",", "").rstrip("."))
+    except ValueError:
+        return None
+
+
 def states_number(answer: str, number: float) -> bool:
     """Whether `answer` writes `number` (to the cent; "-$1,250.60" and "$1,250.60 owed" both count)."""
     for text in _NUMBER.findall(answer):
-        try:
-            if abs(abs(float(text.replace(",", "").rstrip("."))) - abs(number)) < 0.005:
-                return True
-        except ValueError:
-            continue
+        value = parse_number(text)
+        if value is not None and abs(abs(value) - abs(number)) < 0.005:
+            return True
     return False
 
 

@@ -106,12 +106,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_manifest(folder: Path, info: dict) -> dict:
-    """``export.json``: what was exported from what, and every file with its size and SHA-256."""
+def write_manifest(folder: Path, target: str, info: RunInfo, tasks: list[str], started: float, **details) -> dict:
+    """``export.json``: what was exported (`target`, `tasks`, `details`) from which run, how long it
+    took since `started` (time.perf_counter()), and every file with its size and SHA-256."""
+    import time
+
     import agentmill
 
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "export.json")
-    manifest = {"agentmill": getattr(agentmill, "__version__", "dev"), **info,
+    manifest = {"agentmill": getattr(agentmill, "__version__", "dev"), "target": target, "run": str(info.run_dir),
+                "tasks": tasks, **details, "seconds": round(time.perf_counter() - started, 1),
                 "files": {str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": sha256_of(p)}
                           for p in files}}
     (folder / "export.json").write_text(json.dumps(manifest, indent=2) + "\n")

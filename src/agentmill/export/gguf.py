@@ -66,10 +66,14 @@ def converter_dir() -> Path:
     return folder
 
 
-def convert(hf_folder: Path, out_file: Path, outtype: str = "q8_0") -> Path:
-    """`hf_folder` (a merged export) as one GGUF file of type `outtype`."""
+def check_type(outtype: str) -> None:
     if outtype not in TYPES:
         raise ExportError(f"--type {outtype!r}: choose one of {', '.join(TYPES)}")
+
+
+def convert(hf_folder: Path, out_file: Path, outtype: str = "q8_0") -> Path:
+    """`hf_folder` (a merged export) as one GGUF file of type `outtype`."""
+    check_type(outtype)
     try:
         import sentencepiece  # noqa: F401 - the converter imports it for every Llama-family vocabulary
     except ImportError:
@@ -143,8 +147,7 @@ def write_gguf_task(info: RunInfo, task: str, folder: Path, outtype: str, stem: 
 def export_gguf(run_dir, out, task: str | None = None, outtype: str = "q8_0", force: bool = False,
                 console=None) -> dict:
     """Every chat task (or `task`) as OUT/TASK-TYPE.gguf with OUT/TASK.json beside it."""
-    if outtype not in TYPES:
-        raise ExportError(f"--type {outtype!r}: choose one of {', '.join(TYPES)}")
+    check_type(outtype)
     info = RunInfo.read(run_dir)
     tasks = info.select(task)
     converter_dir()  # fetched before anything is written
@@ -160,6 +163,5 @@ def export_gguf(run_dir, out, task: str | None = None, outtype: str = "q8_0", fo
         (work / "README.md").write_text(GGUF_README.format(name=info.manifest.get("name", "run"), outtype=outtype,
                                                            version=LLAMA_CPP_VERSION, files="\n".join(files),
                                                            example=f"{tasks[0]}-{outtype}.gguf"))
-        return write_manifest(work, {"target": "gguf", "run": str(info.run_dir), "tasks": tasks, "type": outtype,
-                                     "converter": f"llama-cpp-python {LLAMA_CPP_VERSION} convert_hf_to_gguf.py",
-                                     "seconds": round(time.perf_counter() - started, 1)})
+        return write_manifest(work, "gguf", info, tasks, started, type=outtype,
+                              converter=f"llama-cpp-python {LLAMA_CPP_VERSION} convert_hf_to_gguf.py")

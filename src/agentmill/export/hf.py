@@ -38,6 +38,11 @@ def merged_model(info: RunInfo, task: str, dtype: torch.dtype = torch.float32):
     return model.to(dtype).eval()
 
 
+def check_dtype(dtype: str) -> None:
+    if dtype not in DTYPES:
+        raise ExportError(f"--dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
+
+
 def write_hf_task(info: RunInfo, task: str, folder: Path, dtype: str = "fp32") -> dict:
     """Write `task` as a Hugging Face model folder into `folder` (which exists); its card."""
     from transformers import AutoTokenizer
@@ -45,8 +50,7 @@ def write_hf_task(info: RunInfo, task: str, folder: Path, dtype: str = "fp32") -
     from agentmill.data.render import end_of_turn_id
     from agentmill.export.template import tool_aware_template
 
-    if dtype not in DTYPES:
-        raise ExportError(f"--dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
+    check_dtype(dtype)
     system, tools = info.task_prompt(task)
     model = merged_model(info, task, DTYPES[dtype])
     tokenizer = AutoTokenizer.from_pretrained(info.backbone)
@@ -111,6 +115,5 @@ def export_hf(run_dir, out, task: str | None = None, dtype: str = "fp32", force:
                                                                   stop=", ".join(cards[name]["stop"]), dtype=dtype))
             if console is not None:
                 console.print(f"  {name}: {folder_bytes(folder) / 1e6:,.0f} MB")
-        manifest = write_manifest(work, {"target": "hf", "run": str(info.run_dir), "tasks": tasks, "dtype": dtype,
-                                         "seconds": round(time.perf_counter() - started, 1)})
+        manifest = write_manifest(work, "hf", info, tasks, started, dtype=dtype)
     return manifest

@@ -80,10 +80,9 @@ def export_ollama(run_dir, out, task: str | None = None, outtype: str = "q8_0", 
     from transformers import AutoTokenizer
 
     from agentmill.data.render import _template
-    from agentmill.export.gguf import TYPES, converter_dir, write_gguf_task
+    from agentmill.export.gguf import check_type, converter_dir, write_gguf_task
 
-    if outtype not in TYPES:
-        raise ExportError(f"--type {outtype!r}: choose one of {', '.join(TYPES)}")
+    check_type(outtype)
     info = RunInfo.read(run_dir)
     tasks = info.select(task)
     tokenizer = AutoTokenizer.from_pretrained(info.backbone)
@@ -106,5 +105,4 @@ def export_ollama(run_dir, out, task: str | None = None, outtype: str = "q8_0", 
                 console.print(f"  {name}: {path.name} {path.stat().st_size / 1e6:,.0f} MB + Modelfile")
         (work / "README.md").write_text(OLLAMA_README.format(name=info.manifest.get("name", "run"), outtype=outtype,
                                                              commands="\n".join(commands)))
-        return write_manifest(work, {"target": "ollama", "run": str(info.run_dir), "tasks": tasks, "type": outtype,
-                                     "seconds": round(time.perf_counter() - started, 1)})
+        return write_manifest(work, "ollama", info, tasks, started, type=outtype)

@@ -71,11 +71,11 @@ def check_adapter(task: str, adapter: Path, modules: dict[str, tuple[int, ...]])
     rank = int(config.get("r", 0))
     if not 0 < rank <= MAX_LORA_RANKS[-1]:
         raise ExportError(f"{where}: rank {rank}; vLLM serves LoRA ranks 1..{MAX_LORA_RANKS[-1]}")
-    files = list(adapter.glob("adapter_model.safetensors"))
-    if not files:
+    weights = adapter / "adapter_model.safetensors"
+    if not weights.is_file():
         raise ExportError(f"{where}: no adapter_model.safetensors (vLLM loads safetensors adapters)")
     seen = set()
-    with safe_open(files[0], "pt") as f:
+    with safe_open(weights, "pt") as f:
         for key in f.keys():
             match = _KEY.match(key)
             if not match:
@@ -100,7 +100,7 @@ def check_adapter(task: str, adapter: Path, modules: dict[str, tuple[int, ...]])
     return rank
 
 
-def serve_script(tasks: dict[str, str], base_names: list[str], max_rank: int, max_loras: int) -> str:
+def serve_script(tasks: list[str], base_names: list[str], max_rank: int, max_loras: int) -> str:
     modules = " \\\n  ".join("--lora-modules " + shlex.quote(json.dumps(
         {"name": name, "path": f"__HERE__/adapters/{name}", "base_model_name": base_names[0]})) for name in tasks)
     script = f"""#!/usr/bin/env bash
@@ -114,7 +114,7 @@ exec vllm serve "$HERE/model" --served-model-name {' '.join(base_names)} \\
   --enable-auto-tool-choice --tool-call-parser hermes \\
   --chat-template "$HERE/chat_template.jinja" "$@"
 """
-    return script.replace("__HERE__", "'\"$HERE\"'") if tasks else script
+    return script.replace("__HERE__", "'\"$HERE\"'")
 
 
 VLLM_README = """# {name} — exported from agentmill for vLLM
@@ -150,11 +150,10 @@ def export_vllm(run_dir, out, task: str | None = None, dtype: str = "fp32", forc
                 console=None) -> dict:
     from transformers import AutoTokenizer
 
-    from agentmill.export.hf import DTYPES
+    from agentmill.export.hf import DTYPES, check_dtype
     from agentmill.export.template import tool_aware_template
 
-    if dtype not in DTYPES:
-        raise ExportError(f"--dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
+    check_dtype(dtype)
     info = RunInfo.read(run_dir)
     tasks = info.select(task)
     modules = base_modules(info.backbone)
@@ -184,13 +183,11 @@ def export_vllm(run_dir, out, task: str | None = None, dtype: str = "fp32", forc
         base_names = ["base"] + [n for n in tasks if n not in adapters]
         max_rank = next(r for r in MAX_LORA_RANKS if r >= max(ranks.values(), default=1))
         script = work / "serve.sh"
-        script.write_text(serve_script({n: str(p) for n, p in adapters.items()}, base_names, max_rank,
-                                       max(1, len(adapters))))
+        script.write_text(serve_script(list(adapters), base_names, max_rank, max(1, len(adapters))))
         script.chmod(0o755)
         (work / "README.md").write_text(VLLM_README.format(name=info.manifest.get("name", "run"),
                                                            example=next(iter(adapters), "base"),
                                                            served=", ".join(base_names + list(adapters))))
         if console is not None:
             console.print(f"  backbone + {len(adapters)} adapter(s), --max-lora-rank {max_rank}")
-        return write_manifest(work, {"target": "vllm", "run": str(info.run_dir), "tasks": tasks, "dtype": dtype,
-                                     "max_lora_rank": max_rank, "seconds": round(time.perf_counter() - started, 1)})
+        return write_manifest(work, "vllm", info, tasks, started, dtype=dtype, max_lora_rank=max_rank)
