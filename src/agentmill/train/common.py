@@ -49,7 +49,7 @@ class StageContext:
 
     def say(self, message: str) -> None:
         """A status line above the progress bars (main process only)."""
-        if self.progress is not None and (self.accelerator is None or self.accelerator.is_main_process):
+        if self.progress is not None and is_main(self):
             self.progress.console.print(message, highlight=False)
 
 
@@ -147,7 +147,7 @@ def train_adapter(ctx: StageContext, stage_dir: Path, train: list[Example], held
 def log_final_eval(ctx: StageContext, result: LoopResult, after: dict, stage: str, task: str | None = None) -> None:
     """The held-out loss of one data set measured after training, as the loss curve's last eval
     point (the loop leaves that measurement to the stage: train_loop's `eval_at_end`)."""
-    if "eval_loss" in after and ctx.accelerator.is_main_process:
+    if "eval_loss" in after and is_main(ctx):
         ctx.logger.log({"stage": stage, "task": task, "split": "eval", "step": result.steps,
                         "loss": after["eval_loss"], "tokens": result.tokens, "time": result.wall_s})
 
