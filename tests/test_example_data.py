@@ -2,6 +2,9 @@
 the call's arguments, and every answer after a numeric result states that number."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,3 +81,34 @@ def test_spoken_queries_are_what_was_heard(tmp_path, monkeypatch):
     for c in searched:
         heard = c.call_prompt[-1]["content"].split("transcript] ", 1)[1]
         assert c.gold_call["function"]["arguments"]["query"] == heard
+
+
+# each path in a process of its own: CTranslate2 picks its matrix library once per process
+HEAR = """
+import json, sys
+from pathlib import Path
+from agentmill.config import load_recipe
+from agentmill.media import MediaBackends
+from agentmill.media.parts import read_media
+backends = MediaBackends(load_recipe(Path(sys.argv[1])).media)
+print(json.dumps([read_media(backends, "audio", Path(p).read_bytes(), error_name=p).text for p in sys.argv[2:]]))
+"""
+CPU_PATHS = {"oneDNN": {"CT2_USE_MKL": "0"}, "Intel MKL": {"CT2_USE_MKL": "1"},
+             "oneDNN, AVX2 only": {"CT2_USE_MKL": "0", "ONEDNN_MAX_CPU_ISA": "AVX2", "CT2_FORCE_CPU_ISA": "AVX2"}}
+
+
+@pytest.mark.integration
+def test_recordings_are_heard_the_same_on_every_cpu():
+    """With the recipe's speech settings, the held-out recordings give the same transcripts on the
+    paths CTranslate2 takes on Intel (MKL), AMD (oneDNN) and AVX2-only CPUs: what training, the
+    spoken-search gold and a user's server hear does not depend on the machine (int8 fails this)."""
+    clips = sorted(str(p) for p in (EXAMPLE / "media" / "speech").glob("heldout-*"))
+    assert len(clips) >= 10
+    heard = {}
+    for name, env in CPU_PATHS.items():
+        done = subprocess.run([sys.executable, "-c", HEAR, str(EXAMPLE / "recipe.yaml"), *clips], check=True,
+                              capture_output=True, text=True, env={**os.environ, **env})
+        heard[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    for name, texts in heard.items():
+        differ = [(Path(c).name, a, b) for c, a, b in zip(clips, heard["oneDNN"], texts) if a != b]
+        assert not differ, f"{name} hears differently from oneDNN: {differ}"

@@ -11,6 +11,10 @@
   account and policy questions asked aloud.
 - media/truth.jsonl: what each file really says, for `agentmill eval` (OCR character error rate,
   speech word error rate; `media.eval_data` in the recipe).
+
+libopus's output depends on the CPU's vector instructions: run on another kind of CPU than the one
+that made them, this rewrites the .ogg files with a few dozen different bytes each (the images,
+MP3 and M4A files come out identical). Keep the committed ones unless the audio itself changed.
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def embedded_model_path() -> Path:
 class WhisperSpeech:
     """faster-whisper over a local CTranslate2 Whisper model folder (default: the embedded tiny.en)."""
 
-    def __init__(self, model: str | Path | None = None, compute_type: str = "int8", threads: int = 0,
+    def __init__(self, model: str | Path | None = None, compute_type: str = "float32", threads: int = 0,
                  beam_size: int = 5):
         self.path = Path(model).expanduser() if model else None
         self.compute_type, self.threads, self.beam_size = compute_type, threads, beam_size
