@@ -8,7 +8,7 @@ TORCH_PIN := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/de
 # apt-get needs root: plain for root (a fresh container), through sudo for anyone else
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install install-test install-bench demo test test-unit test-integration bench bench-quick quality clean
+.PHONY: install install-test install-bench demo test test-unit test-integration fuzz bench bench-quick quality clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ demo: install
 
 test: install-test
 	$(VENV)/bin/pytest -q
+
+# the API contract fuzz of `make test`, longer: 200 examples per operation, FUZZ_SEED to vary it
+FUZZ_SEED ?= 1
+fuzz: install-test
+	AGENTMILL_FUZZ_EXAMPLES=200 AGENTMILL_FUZZ_SEED=$(FUZZ_SEED) $(VENV)/bin/pytest -q -s tests/test_contract.py -k fuzzer
 
 test-unit: install-test
 	$(VENV)/bin/pytest -q -m "not integration"

@@ -203,9 +203,12 @@ def test_typed_errors(client, server):
     with pytest.raises(openai.NotFoundError) as err:
         chat(client, model="gpt-4o")
     assert "gpt-4o" in err.value.message and "t1, t2" in err.value.message and err.value.body["param"] == "model"
-    with pytest.raises(openai.BadRequestError) as err:
-        chat(client, n=2)
+    with pytest.raises(openai.UnprocessableEntityError) as err:
+        chat(client, n=17)
     assert err.value.body["param"] == "n"
+    with pytest.raises(openai.BadRequestError) as err:
+        chat(client, logprobs=True)
+    assert err.value.body["param"] == "logprobs" and err.value.body["code"] == "unsupported_parameter"
     with pytest.raises(openai.BadRequestError, match="at most 64"):
         chat(client, max_tokens=1000)
     with pytest.raises(openai.BadRequestError, match=r"the prompt has \d+ tokens but .* context length is 2048"):
@@ -240,7 +243,8 @@ def test_error_shapes(server):
         e = error_of(h.post("/v1/chat/completions", content=b"x" * 70_000, headers=json_type), 413)
         assert "65536" in e["message"]
         error_of(h.get("/v1/nothing-here"), 404)
-        error_of(h.post("/v1/completions", json={"model": "t1", "prompt": ["a", "b"]}), 400)
+        e = error_of(h.post("/v1/completions", json={"model": "t1", "prompt": ["a", "b"]}), 422)
+        assert e["param"] == "prompt" and e["message"].startswith("prompt: List should have at most 1 item")
     with httpx.Client(base_url=server[0]) as h:
         assert error_of(h.get("/v1/models"), 401)["code"] == "missing_api_key"
         assert error_of(h.get("/v1/agent/sessions"), 401)["code"] == "missing_api_key"

@@ -157,7 +157,9 @@ def test_a_part_the_server_cannot_read_is_a_typed_400(client, server):
     video = [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": "x"}}]}]
     with httpx.Client(base_url=server, headers={"Authorization": f"Bearer {KEY}"}) as h:
         r = h.post("/v1/chat/completions", json={"model": "t1", "messages": video})
-    assert r.status_code == 400 and r.json()["error"]["code"] == "unsupported_content_part"
+    error = r.json()["error"]  # what /openapi.json says a part is: a schema error naming the part
+    assert r.status_code == 422 and error["param"] == "messages[0].content[0]", error
+    assert "'video_url'" in error["message"] and "'text', 'image_url', 'input_audio', 'file'" in error["message"]
 
 
 def test_an_image_without_text_is_a_visible_notice(client, tokenizer, monkeypatch):

@@ -371,10 +371,18 @@ def left_padded(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Te
     return ids, mask, (mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+# below this a temperature is greedy decoding (as vLLM does): logits / 1e-217 overflow to nan
+GREEDY_BELOW = 1e-5
+
+
+def is_greedy(temperature: float | None) -> bool:
+    return temperature is None or temperature < GREEDY_BELOW
+
+
 def sampling_rng(temperature: float | None, seed: int | None) -> torch.Generator | None:
-    """The generator `pick_token` samples from: None (greedy) at temperature <= 0, else seeded
-    with `seed`, or with a fresh random seed."""
-    if temperature is None or temperature <= 0:
+    """The generator `pick_token` samples from: None (greedy) at a temperature of (about) 0, else
+    seeded with `seed`, or with a fresh random seed."""
+    if is_greedy(temperature):
         return None
     import secrets
 
@@ -382,7 +390,7 @@ def sampling_rng(temperature: float | None, seed: int | None) -> torch.Generator
 
 
 def pick_token(logits: torch.Tensor, temperature: float, top_p: float, rng) -> int:
-    """Greedy when `rng` is None (temperature <= 0), else nucleus sampling from that seeded generator."""
+    """Greedy when `rng` is None (temperature about 0), else nucleus sampling from that seeded generator."""
     if rng is None:
         return int(logits.argmax())
     probs = torch.softmax(logits / temperature, dim=-1)

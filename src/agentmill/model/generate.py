@@ -28,7 +28,7 @@ import torch
 from agentmill.data.render import end_of_turn_id, render
 from agentmill.model.attention import packed_attention
 from agentmill.model.constrain import CallConstraint, ConstrainedLogits, constraints_for
-from agentmill.model.decoder import Decoder, active_adapter, pick_token, sampling_rng
+from agentmill.model.decoder import Decoder, active_adapter, is_greedy, pick_token, sampling_rng
 
 
 def _device(model) -> torch.device:
@@ -55,7 +55,7 @@ def _prompt_ids(tokenizer, messages: list[dict], tools: list[dict] | None = None
 
 
 def _sampling_kwargs(temperature: float, top_p: float) -> dict:
-    if temperature is None or temperature <= 0:
+    if is_greedy(temperature):
         return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     return {"do_sample": True, "temperature": float(temperature), "top_p": float(top_p), "top_k": None}
 

@@ -15,7 +15,7 @@ says whether it has a LoRA adapter), and ``auto`` (the router chooses). ``GET /v
 
 ``POST /v1/chat/completions`` — OpenAI's request: ``messages``, ``model`` (a task, ``auto``, the
 base id or ``base``), ``temperature`` (default 0 = greedy), ``top_p``, ``max_tokens`` /
-``max_completion_tokens``, ``stop``, ``seed``, ``n`` (1 only), ``tools``, ``tool_choice``
+``max_completion_tokens``, ``stop``, ``seed``, ``n`` (1-16 choices), ``tools``, ``tool_choice``
 ("auto" | "none" | "required" | {"type": "function", "function": {"name"}}), ``stream``,
 ``stream_options.include_usage``. The answer is a ``chat.completion`` whose ``model`` is the task
 that answered and ``agentmill`` = ``{"task", "adapter", "routed", "scores"}``; the model's
@@ -31,7 +31,7 @@ answer lists what was read. A part that cannot be read is a 400 naming ``message
 ``POST /v1/audio/transcriptions``, ``/v1/audio/translations``, ``/v1/audio/speech``: OpenAI's audio
 routes (serve/audio_routes.py). ``GET /v1/agent/media/{sha256}``: a stored message's original file.
 
-``POST /v1/completions`` — ``prompt`` (one string), ``model``, the same sampling fields: the
+``POST /v1/completions`` — ``prompt`` (one string, or a list holding one), ``model``, the same sampling fields: the
 prompt continued without the chat template (serve/completions.py).
 
 Agent (server-side tools of the run, sessions in the store):
@@ -53,6 +53,9 @@ Agent (server-side tools of the run, sessions in the store):
   ``tool_result`` {id, name, content, error} · ``notice`` {reason, text} · ``answer`` {content,
   task, usage} · ``done`` {session_id, task, stopped, usage} — or ``error`` {"error": {...}}.
   One message at a time per session (409 while one runs); a client that leaves ends the turn.
+
+``GET /openapi.json``: all of the above as the server promises it, errors and this run's names
+and limits included (serve/contract.py); tests/test_contract.py fuzzes the server against it.
 
 Errors have OpenAI's shape with the right status (serve/errors.py); limits are `ServeSettings`
 fields (serve/settings.py). Concurrent requests share one batched decode loop with a LoRA

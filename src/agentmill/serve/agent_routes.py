@@ -12,12 +12,13 @@ from agentmill.agent.agent import BASE
 from agentmill.agent.steps import AnswerStep, NoticeStep, RouteStep, ToolResultStep, to_dict
 from agentmill.serve import sse
 from agentmill.errors import AgentmillError
+from agentmill.serve.contract import EVERY_V1_ROUTE, SSE, errors
 from agentmill.serve.errors import ApiError, as_api_error
 from agentmill.serve.media import read_agent_message
 from agentmill.serve.schemas import AgentMessage, SessionCreate
 from agentmill.serve.state import state_of
 
-router = APIRouter(prefix="/v1/agent")
+router = APIRouter(prefix="/v1/agent", responses=EVERY_V1_ROUTE)
 
 
 def _pool(request: Request):
@@ -27,22 +28,23 @@ def _pool(request: Request):
     return pool
 
 
-@router.post("/sessions")
+@router.post("/sessions", responses=errors(400))
 def create_session(request: Request, body: SessionCreate | None = None):
     return _pool(request).create((body or SessionCreate()).title)
 
 
-@router.get("/sessions")
+@router.get("/sessions", responses=errors(400))
 def list_sessions(request: Request, all: bool = False, limit: int | None = None):
     return {"object": "list", "data": _pool(request).list(everything=all, limit=limit)}
 
 
-@router.get("/sessions/{session_id}")
+@router.get("/sessions/{session_id}", responses=errors(400, 404))
 def get_session(request: Request, session_id: str):
     return _pool(request).detail(session_id)
 
 
-@router.get("/media/{digest}")
+@router.get("/media/{digest}", response_class=Response, responses={
+    200: {"content": {"image/*": {}, "audio/*": {}, "application/octet-stream": {}}}, **errors(404)})
 def get_media(request: Request, digest: str):
     """An image or recording a stored message references, by its SHA-256 (as its `media` lists it)."""
     from agentmill.media.audio import audio_type
@@ -56,7 +58,7 @@ def get_media(request: Request, digest: str):
                                                     "X-Content-Type-Options": "nosniff"})
 
 
-@router.delete("/sessions/{session_id}")
+@router.delete("/sessions/{session_id}", responses=errors(400, 404))
 def delete_session(request: Request, session_id: str):
     return _pool(request).delete(session_id)
 
@@ -99,7 +101,8 @@ def _usage(usage) -> dict:
             "total_tokens": usage.total, "tool_steps": usage.tool_steps}
 
 
-@router.post("/sessions/{session_id}/messages")
+@router.post("/sessions/{session_id}/messages", responses={
+    200: {"content": SSE}, **errors(400, 404, 409, 429)})
 async def post_message(request: Request, session_id: str, body: AgentMessage):
     state = state_of(request)
     pool = _pool(request)

@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from agentmill.media import MediaBackends
 from agentmill.media.store import MediaStore
-from agentmill.serve import agent_routes, audio_routes, openai_routes
+from agentmill.serve import agent_routes, audio_routes, contract, openai_routes
 from agentmill.serve.auth import RequireKey
 from agentmill.serve.catalog import Catalog
 from agentmill.serve.engine import Engine
@@ -61,6 +61,7 @@ def create_app(run, tools=None, store=None, settings: ServeSettings | None = Non
     app.include_router(agent_routes.router)
     app.include_router(audio_routes.router)
     app.include_router(openai_routes.public)
+    app.openapi = lambda: contract.openapi(app, state)
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

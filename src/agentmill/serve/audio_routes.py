@@ -19,12 +19,16 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentmill.serve.contract import EVERY_V1_ROUTE, errors
 from agentmill.serve.errors import ApiError
 from agentmill.serve.state import state_of
 
-router = APIRouter(prefix="/v1/audio")
+router = APIRouter(prefix="/v1/audio", responses=EVERY_V1_ROUTE)
+TEXT_OUT = {200: {"content": {"application/json": {}, "text/plain": {"schema": {"type": "string"}}}},
+            **errors(400, 404, 429)}
 
 FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+TextFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
 SPEECH_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "espeak-ng")
 
 
@@ -105,33 +109,36 @@ async def _audio_text(request: Request, task: str, file: UploadFile, model: str,
     return JSONResponse(verbose(transcript, words, segments=not granularities or "segment" in granularities))
 
 
-@router.post("/transcriptions")
+@router.post("/transcriptions", responses=TEXT_OUT)
 async def transcriptions(request: Request, file: UploadFile = File(...), model: str = Form(...),
                          language: str | None = Form(None), prompt: str | None = Form(None),
-                         response_format: str = Form("json"), temperature: float = Form(0.0),
-                         timestamp_granularities: list[str] | None = Form(None, alias="timestamp_granularities[]")):
+                         response_format: TextFormat = Form("json"), temperature: float = Form(0.0, ge=0, le=1),
+                         timestamp_granularities: list[Literal["word", "segment"]] | None = Form(
+                             None, alias="timestamp_granularities[]")):
     return await _audio_text(request, "transcribe", file, model, language, prompt, response_format, temperature,
                              timestamp_granularities)
 
 
-@router.post("/translations")
+@router.post("/translations", responses=TEXT_OUT)
 async def translations(request: Request, file: UploadFile = File(...), model: str = Form(...),
-                       prompt: str | None = Form(None), response_format: str = Form("json"),
-                       temperature: float = Form(0.0)):
+                       prompt: str | None = Form(None), response_format: TextFormat = Form("json"),
+                       temperature: float = Form(0.0, ge=0, le=1)):
     return await _audio_text(request, "translate", file, model, None, prompt, response_format, temperature, None)
 
 
 class SpeechRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    model: str
-    input: str = Field(min_length=1, max_length=4096)
+    model: str = Field(description="Any of " + ", ".join(SPEECH_MODELS) + ": all are espeak-ng.")
+    input: str = Field(min_length=1, max_length=4096, pattern=r"\S", description="The text to speak (not blank).")
     voice: str = "alloy"
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
     speed: float = Field(1.0, ge=0.25, le=4.0)
 
 
-@router.post("/speech")
+@router.post("/speech", response_class=Response, responses={
+    200: {"content": {"audio/mpeg": {}, "audio/ogg": {}, "audio/aac": {}, "audio/flac": {}, "audio/wav": {},
+                      "audio/pcm": {}}}, **errors(400, 404, 429)})
 async def speech(request: Request, body: SpeechRequest):
     from agentmill.media.audio import MIME, encode_audio
 

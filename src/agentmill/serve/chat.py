@@ -7,6 +7,9 @@ Non-streamed: one `chat.completion`. Streamed (SSE, as OpenAI): a first chunk wh
 carries the role, content deltas, tool-call fragments, a chunk with `finish_reason`, with
 `stream_options.include_usage` a usage chunk (empty choices), then ``data: [DONE]``.
 A failure after the stream started arrives as ``data: {"error": {...}}`` then ``[DONE]``.
+With `n` > 1 the choices decode side by side in the batch (with a `seed`, choice i samples with
+seed + i) and stream interleaved, each chunk naming its choice's `index`; usage counts the
+prompt once and the completion tokens of every choice.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from fastapi.responses import JSONResponse
 from agentmill.agent.toolcall import ParsedCall, parse_tool_calls, repair_call
 from agentmill.serve import sse
 from agentmill.serve.media import read_request_media
-from agentmill.serve.generation import AsyncStream, Delta, Failed, Generation
+from agentmill.serve.generation import AsyncStream, Delta, Failed, Generation, merged
 from agentmill.serve.errors import ApiError, as_api_error
 from agentmill.serve.prompts import answer_budget, chat_prompt
 from agentmill.serve.schemas import ChatChoice, ChatCompletion, ResponseMessage, Usage
@@ -51,6 +54,12 @@ def usage_of(end) -> Usage:
                  total_tokens=end.prompt_tokens + end.completion_tokens)
 
 
+def total_usage(usages: list[Usage]) -> Usage:
+    """The usage of a request with these choices: its prompt once, every choice's completion."""
+    prompt, completion = usages[0].prompt_tokens, sum(u.completion_tokens for u in usages)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
 def finish_reason(end) -> str:
     return "length" if end.reason == "length" else "stop"
 
@@ -61,20 +70,32 @@ def text_of(content) -> str:
     return content or ""
 
 
-def submit(state, ids: list[int], target, body, max_new: int, plan=None) -> tuple[Generation, AsyncStream]:
+def submit(state, ids: list[int], target, body, max_new: int, plan=None) -> tuple[list[Generation], list[AsyncStream]]:
+    """The request's `n` generations, queued in the engine, and their event streams."""
     temperature = state.settings.default_temperature if body.temperature is None else body.temperature
-    stream = AsyncStream()
-    gen = state.engine.submit(Generation(ids, stream.emit, target.adapter, max_new, temperature, body.top_p,
-                                         body.seed, body.stop_list(), tools=plan.tools if plan else None,
-                                         written=plan.forced if plan else ""))
-    return gen, stream
+    gens, streams = [], []
+    try:
+        for i in range(body.n):
+            stream = AsyncStream()
+            seed = None if body.seed is None else body.seed + i
+            gens.append(state.engine.submit(Generation(
+                ids, stream.emit, target.adapter, max_new, temperature, body.top_p, seed, body.stop_list(),
+                tools=plan.tools if plan else None, written=plan.forced if plan else "")))
+            streams.append(stream)
+    except BaseException:
+        cancel(gens)
+        raise
+    return gens, streams
+
+
+def cancel(gens: list[Generation]) -> None:
+    for gen in gens:
+        gen.cancelled.set()
 
 
 async def chat_completion(state, body, slot):
     """The response to a validated request; `slot` (the caller's limit) is released when it ends."""
     try:
-        if body.n != 1:
-            raise ApiError(400, f"n is {body.n} but this server returns one choice per request (n=1)", param="n")
         extracted = await read_request_media(state, body.messages)
         last_user = next((text_of(m.content) for m in reversed(body.messages) if m.role == "user"), "")
         target = await state.catalog.resolve(body.model, last_user, state.engine)
@@ -83,33 +104,44 @@ async def chat_completion(state, body, slot):
             return await _label_reply(state, body, target, last_user, extracted)
         prompt_text, plan = chat_prompt(state.run, body, target.task)
         ids = state.run.tokenizer(prompt_text + plan.forced, add_special_tokens=False)["input_ids"]
+        cap = state.settings.max_tokens_cap
+        for name in ("max_tokens", "max_completion_tokens"):  # both are checked, the newer one counts
+            if (asked := getattr(body, name)) is not None and asked > cap:
+                raise ApiError(400, f"{name} is {asked} but this server allows at most {cap}", param=name,
+                               code="max_tokens_too_large")
         max_new = answer_budget(len(ids), body.max_completion_tokens or body.max_tokens, state.context,
                                 state.settings.max_tokens_cap, "messages")
-        gen, stream = submit(state, ids, target, body, max_new, plan)
+        gens, streams = submit(state, ids, target, body, max_new, plan)
     except BaseException:
         slot.release()
         raise
     reply = Reply.new("chatcmpl", target, extracted)
-    events = _events(state, target, plan, prompt_text, stream)
+    events = [_events(state, target, plan, prompt_text, stream) for stream in streams]
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)
-        return sse.response(_stream(reply, events, gen, slot, usage))
+        return sse.response(_stream(reply, events, gens, slot, usage))
     try:
-        content, calls, finish, usage = "", [], "stop", None
-        async for kind, value in events:
-            if kind == "content":
-                content += value
-            elif kind == "tool_call":
-                calls.append(value)
-            else:
-                finish, usage = value
+        choices = await asyncio.gather(*(_choice(i, e) for i, e in enumerate(events)))
     finally:
-        gen.cancelled.set()
+        cancel(gens)
         slot.release()
-    message = ResponseMessage(content=content or (None if calls else ""), tool_calls=calls or None)
+    usage = total_usage([u for _, u in choices])
     body = ChatCompletion(id=reply.id, created=reply.created, model=reply.model, usage=usage,
-                          choices=[ChatChoice(message=message, finish_reason=finish)], agentmill=reply.info)
+                          choices=[c for c, _ in choices], agentmill=reply.info)
     return JSONResponse(body.model_dump())
+
+
+async def _choice(index: int, events) -> tuple[ChatChoice, Usage]:
+    content, calls, finish, usage = "", [], "stop", None
+    async for kind, value in events:
+        if kind == "content":
+            content += value
+        elif kind == "tool_call":
+            calls.append(value)
+        else:
+            finish, usage = value
+    message = ResponseMessage(content=content or (None if calls else ""), tool_calls=calls or None)
+    return ChatChoice(index=index, message=message, finish_reason=finish), usage
 
 
 async def _label_reply(state, body, target, text: str, extracted=()):
@@ -121,15 +153,18 @@ async def _label_reply(state, body, target, text: str, extracted=()):
     reply.info = {**reply.info, "answered_by": "classifier", "labels": state.run.task_info(target.task)["labels"]}
     usage = Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0)
     if not body.stream:
-        choice = ChatChoice(message=ResponseMessage(content=label), finish_reason="stop")
+        choices = [ChatChoice(index=i, message=ResponseMessage(content=label), finish_reason="stop")
+                   for i in range(body.n)]
         return JSONResponse(ChatCompletion(id=reply.id, created=reply.created, model=reply.model, usage=usage,
-                                           choices=[choice], agentmill=reply.info).model_dump())
+                                           choices=choices, agentmill=reply.info).model_dump())
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
     async def chunks():
-        yield sse.data(_chunk(reply, {"role": "assistant", "content": ""}, info=True, usage=include_usage))
-        yield sse.data(_chunk(reply, {"content": label}, usage=include_usage))
-        yield sse.data(_chunk(reply, {}, "stop", info=True, usage=include_usage))
+        for i in range(body.n):
+            yield sse.data(_chunk(reply, {"role": "assistant", "content": ""}, info=True, usage=include_usage,
+                                  index=i))
+            yield sse.data(_chunk(reply, {"content": label}, usage=include_usage, index=i))
+            yield sse.data(_chunk(reply, {}, "stop", info=True, usage=include_usage, index=i))
         if include_usage:
             yield sse.data({**_chunk(reply, None), "usage": usage.model_dump()})
         yield sse.DONE
@@ -185,10 +220,10 @@ async def _repair(state, target, plan, prompt_text: str) -> dict | None:
 
 
 def _chunk(reply: Reply, delta: dict | None, finish: str | None = None, info: bool = False,
-           usage: bool = False) -> dict:
+           usage: bool = False, index: int = 0) -> dict:
     out = {"id": reply.id, "object": "chat.completion.chunk", "created": reply.created, "model": reply.model,
            "system_fingerprint": None,
-           "choices": [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None,
+           "choices": [] if delta is None else [{"index": index, "delta": delta, "logprobs": None,
                                                   "finish_reason": finish}]}
     if usage:
         out["usage"] = None
@@ -197,27 +232,29 @@ def _chunk(reply: Reply, delta: dict | None, finish: str | None = None, info: bo
     return out
 
 
-async def _stream(reply: Reply, events, gen: Generation, slot, include_usage: bool):
+async def _stream(reply: Reply, events: list, gens: list[Generation], slot, include_usage: bool):
     try:
-        yield sse.data(_chunk(reply, {"role": "assistant", "content": ""}, info=True, usage=include_usage))
-        index = 0
-        async for kind, value in events:
+        for i in range(len(events)):
+            yield sse.data(_chunk(reply, {"role": "assistant", "content": ""}, info=True, usage=include_usage,
+                                  index=i))
+        calls, usages = [0] * len(events), []
+        async for i, (kind, value) in merged(events):
             if kind == "content":
-                yield sse.data(_chunk(reply, {"content": value}, usage=include_usage))
+                yield sse.data(_chunk(reply, {"content": value}, usage=include_usage, index=i))
             elif kind == "tool_call":
-                for fragment in fragments(value, index):
-                    yield sse.data(_chunk(reply, {"tool_calls": [fragment]}, usage=include_usage))
-                index += 1
+                for fragment in fragments(value, calls[i]):
+                    yield sse.data(_chunk(reply, {"tool_calls": [fragment]}, usage=include_usage, index=i))
+                calls[i] += 1
             else:
                 finish, usage = value
-                yield sse.data(_chunk(reply, {}, finish, info=True, usage=include_usage))
-                if include_usage:
-                    yield sse.data({**_chunk(reply, None), "usage": usage.model_dump()})
+                usages.append(usage)
+                yield sse.data(_chunk(reply, {}, finish, info=True, usage=include_usage, index=i))
+        if include_usage:
+            yield sse.data({**_chunk(reply, None), "usage": total_usage(usages).model_dump()})
         yield sse.DONE
     except Exception as err:  # noqa: BLE001 - the status line is gone: the error becomes an event
         yield sse.data(as_api_error(err).body())
         yield sse.DONE
     finally:
-        gen.cancelled.set()
+        cancel(gens)
         slot.release()
-        await events.aclose()

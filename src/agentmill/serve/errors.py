@@ -1,7 +1,8 @@
 """Every error the server returns has OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``.
 
 400 bad request · 401 missing or bad key · 404 unknown model/session/route · 409 session busy ·
-413 body too large · 422 invalid fields (param = the field, e.g. ``messages[0].role``) ·
+405 method not allowed (with Allow) · 413 body too large · 422 invalid fields (param = the
+field, e.g. ``messages[0].role``; a field OpenAI has and we do not honour, `UNSUPPORTED`: 400) ·
 429 rate limit (with Retry-After) · 500 internal (the traceback goes to the server log only).
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -57,18 +59,35 @@ def as_api_error(err: BaseException) -> ApiError:
     return ApiError(500, "internal server error (see the server log)", code="internal_error")
 
 
+# pydantic names the branch of a union in an error's location ("constrained-str", "list[str]"):
+# not a field the client sent
+_BRANCH = re.compile(r"^(str|int|float|bool|list|dict|none|[a-z]+-[a-z-]+|[\w-]+\[.*\])$")
+
+
 def field_path(loc) -> str | None:
-    parts = [p for p in loc if p not in ("body", "query", "path")]
+    parts = [p for p in loc if p not in ("body", "query", "path") and not (isinstance(p, str) and _BRANCH.match(p))]
     out = ""
     for p in parts:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
     return out or None
 
 
+# fields OpenAI has and this server does not honour: asking for them is a 400 naming the field
+UNSUPPORTED = {"logprobs": "this server does not return log probabilities: leave logprobs out or send false",
+               "top_logprobs": "this server does not return log probabilities: leave top_logprobs out or send 0"}
+
+
 def _validation(request: Request, err: RequestValidationError) -> JSONResponse:
     errors = err.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return ApiError(400, "the request body is not valid JSON", code="invalid_json").response()
+    for e in errors:
+        loc = [p for p in e.get("loc", ()) if p != "body"]
+        if len(loc) >= 1 and loc[0] in UNSUPPORTED:
+            return ApiError(400, f"{loc[0]}: {UNSUPPORTED[loc[0]]}", param=loc[0],
+                            code="unsupported_parameter").response()
+    # a union's branches each complain: the one the value was meant for does not say "wrong type"
+    errors = sorted(errors, key=lambda e: str(e.get("type", "")).endswith("_type"))
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     param = field_path(first.get("loc", ()))
     message = f"{param}: {first.get('msg')}" if param else str(first.get("msg"))
@@ -78,11 +97,29 @@ def _validation(request: Request, err: RequestValidationError) -> JSONResponse:
     return ApiError(422, message, param=param, code="invalid_value").response()
 
 
+def allowed_methods(app, path: str) -> list[str]:
+    """The methods /openapi.json documents for `path` (Starlette's 405 names only those of the
+    first route that matched, and FastAPI makes one route per method)."""
+    import re
+
+    methods: set[str] = set()
+    for template, operations in app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            methods |= {m.upper() for m in operations}
+    return sorted(methods)
+
+
 def _http(request: Request, err: HTTPException) -> JSONResponse:
     message = err.detail if isinstance(err.detail, str) else json.dumps(err.detail)
+    headers = dict(getattr(err, "headers", None) or {})
     if err.status_code == 404 and message == "Not Found":
         message = f"no route {request.method} {request.url.path}"
-    return ApiError(err.status_code, message, headers=getattr(err, "headers", None)).response()
+    if err.status_code == 405:
+        methods = allowed_methods(request.app, request.url.path) or headers.get("Allow", "").split(", ")
+        headers["Allow"] = ", ".join(methods)
+        message = f"{request.method} is not allowed on {request.url.path}: use {' or '.join(methods)}"
+    return ApiError(err.status_code, message, headers=headers).response()
 
 
 def install_error_handlers(app: FastAPI) -> None:

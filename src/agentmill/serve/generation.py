@@ -84,3 +84,38 @@ class SyncStream:
             yield event
             if not isinstance(event, Delta):
                 return
+
+
+async def merged(iterators: list):
+    """(i, item) from each async iterator of `iterators` as items arrive (the choices of a request
+    with `n` > 1 streamed side by side). An iterator's exception ends the merge with it; leaving
+    early closes them all."""
+    queue: asyncio.Queue = asyncio.Queue()
+    done = object()
+
+    async def pump(i, iterator):
+        try:
+            async for item in iterator:
+                await queue.put((i, item))
+            await queue.put((i, done))
+        except Exception as err:  # noqa: BLE001 - raised again in the consumer
+            await queue.put((i, err))
+
+    tasks = [asyncio.ensure_future(pump(i, it)) for i, it in enumerate(iterators)]
+    try:
+        left = len(tasks)
+        while left:
+            i, item = await queue.get()
+            if item is done:
+                left -= 1
+            elif isinstance(item, Exception):
+                raise item
+            else:
+                yield i, item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for iterator in iterators:
+            if hasattr(iterator, "aclose"):
+                await iterator.aclose()

@@ -6,10 +6,11 @@ from fastapi import APIRouter, Request
 
 from agentmill.serve.chat import chat_completion
 from agentmill.serve.completions import text_completion
-from agentmill.serve.schemas import ChatCompletionRequest, CompletionRequest, ModelList
+from agentmill.serve.contract import EVERY_V1_ROUTE, SSE, errors
+from agentmill.serve.schemas import ChatCompletion, ChatCompletionRequest, Completion, CompletionRequest, ModelCard, ModelList
 from agentmill.serve.state import state_of
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", responses=EVERY_V1_ROUTE)
 public = APIRouter()
 
 
@@ -26,21 +27,22 @@ def list_models(request: Request) -> ModelList:
     return ModelList(data=_cards(state_of(request)))
 
 
-@router.get("/models/{model_id:path}")
-def get_model(request: Request, model_id: str):
+@router.get("/models/{model_id:path}", responses=errors(404))
+def get_model(request: Request, model_id: str) -> ModelCard:
     catalog = state_of(request).catalog
     catalog.lookup(model_id)  # 404 for an unknown one
     wanted = catalog.base_id if model_id == "base" and "base" not in catalog.run.tasks else model_id
     return next(card for card in _cards(state_of(request)) if card.id == wanted)
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", responses={200: {"model": ChatCompletion, "content": SSE},
+                                             **errors(400, 404, 429)})
 async def chat_completions(request: Request, body: ChatCompletionRequest):
     state = state_of(request)
     return await chat_completion(state, body, state.limiter.acquire(request.state.caller))
 
 
-@router.post("/completions")
+@router.post("/completions", responses={200: {"model": Completion, "content": SSE}, **errors(400, 404, 429)})
 async def completions(request: Request, body: CompletionRequest):
     state = state_of(request)
     return await text_completion(state, body, state.limiter.acquire(request.state.caller))

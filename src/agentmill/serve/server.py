@@ -14,7 +14,10 @@ from agentmill.serve.settings import ServeSettings, check_bind, keys_from_env
 
 
 def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 8000, api_keys: list[str] | None = None,
-          insecure_public: bool = False, db: Path | None = None, console=None, decoder: str = "auto") -> None:
+          insecure_public: bool = False, db: Path | None = None, console=None, decoder: str = "auto",
+          settings: ServeSettings | None = None) -> None:
+    """`settings`: the limits to serve with (default: ServeSettings's); the keys, the decoder and
+    the run's media settings are set from the other arguments."""
     keys = keys_from_env(api_keys)
     check_bind(host, keys, insecure_public)  # before the model loads: a refusal is immediate
     import uvicorn
@@ -27,8 +30,9 @@ def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 8000, api_keys: li
 
     run = RunModel.load(run_dir)
     store = open_store(db)
-    app = create_app(run, store=store, settings=ServeSettings(api_keys=keys, decoder=decoder,
-                                                                 media=media_settings_of(run)))
+    settings = (settings or ServeSettings()).model_copy(update={"api_keys": keys, "decoder": decoder,
+                                                                "media": media_settings_of(run)})
+    app = create_app(run, store=store, settings=settings)
     if console is not None:
         shown = "localhost" if host in ("127.0.0.1", "::1", "0.0.0.0") else host
         console.print(f"serving [bold]{run.manifest.get('name', run_dir)}[/] on http://{shown}:{port} "
