@@ -99,11 +99,16 @@ CPU_PATHS = {"oneDNN": {"CT2_USE_MKL": "0"}, "Intel MKL": {"CT2_USE_MKL": "1"},
 
 @pytest.mark.integration
 def test_recordings_are_heard_the_same_on_every_cpu():
-    """With the recipe's speech settings, the held-out recordings give the same transcripts on the
+    """With the recipe's speech settings, the held-out spoken searches give the same transcripts on the
     paths CTranslate2 takes on Intel (MKL), AMD (oneDNN) and AVX2-only CPUs: what training, the
     spoken-search gold and a user's server hear does not depend on the machine (int8 fails this)."""
-    clips = sorted(str(p) for p in (EXAMPLE / "media" / "speech").glob("heldout-*"))
-    assert len(clips) >= 10
+    clips = sorted({str((EXAMPLE / "data" / part["input_audio"]["path"]).resolve())
+                    for r in map(json.loads, (EXAMPLE / "data" / "cs_heldout.jsonl").read_text().splitlines())
+                    for m in r["messages"] if isinstance(m.get("content"), list)
+                    for part in m["content"] if part.get("type") == "input_audio"
+                    and any(c["function"]["name"] == "knowledge_search"
+                            for n in r["messages"] for c in n.get("tool_calls") or [])})
+    assert len(clips) >= 5  # the held-out spoken searches, whose query is the transcript
     heard = {}
     for name, env in CPU_PATHS.items():
         done = subprocess.run([sys.executable, "-c", HEAR, str(EXAMPLE / "recipe.yaml"), *clips], check=True,
