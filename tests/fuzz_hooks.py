@@ -65,15 +65,15 @@ def _with_real_media(content):
     return [_real_media(p) if isinstance(p, dict) else p for p in content] if isinstance(content, list) else content
 
 
-def _tool_parameters(parameters):
-    """`parameters` where it is the JSON schema of an object, else an object taking nothing."""
-    import jsonschema
+def _with_valid_parameters(tool: dict) -> None:
+    """`tool`'s parameters kept where the server's own check takes them, else an object taking nothing."""
+    from agentmill.serve.errors import ApiError
+    from agentmill.serve.prompts import check_tool_schemas
 
     try:
-        jsonschema.Draft202012Validator.check_schema(parameters)
-    except jsonschema.SchemaError:
-        return {"type": "object", "properties": {}}
-    return parameters if parameters.get("type", "object") == "object" else {"type": "object", "properties": {}}
+        check_tool_schemas([tool])
+    except ApiError:
+        tool["function"]["parameters"] = {"type": "object", "properties": {}}
 
 
 def _rules_of_tools(body: dict) -> None:
@@ -85,10 +85,8 @@ def _rules_of_tools(body: dict) -> None:
         return
     kept = {}
     for tool in tools:
-        fn = tool["function"]
-        if fn.get("parameters") is not None:
-            fn["parameters"] = _tool_parameters(fn["parameters"])
-        kept.setdefault(fn["name"], tool)
+        _with_valid_parameters(tool)
+        kept.setdefault(tool["function"]["name"], tool)
     body["tools"] = list(kept.values())
     if isinstance(choice, dict) and choice["function"]["name"] not in kept:
         choice["function"]["name"] = next(iter(kept))

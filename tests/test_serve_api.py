@@ -211,6 +211,11 @@ def test_typed_errors(client, server):
     assert err.value.body["param"] == "logprobs" and err.value.body["code"] == "unsupported_parameter"
     with pytest.raises(openai.BadRequestError, match="at most 64"):
         chat(client, max_tokens=1000)
+    for sent, big in (({"max_tokens": 8, "max_completion_tokens": 1000}, "max_completion_tokens"),
+                      ({"max_tokens": 1000, "max_completion_tokens": 8}, "max_tokens")):  # each is held to the cap
+        with pytest.raises(openai.BadRequestError, match=f"{big} is 1000 but this server allows at most 64") as err:
+            chat(client, **sent)
+        assert err.value.body["param"] == big
     with pytest.raises(openai.BadRequestError, match=r"the prompt has \d+ tokens but .* context length is 2048"):
         chat(client, "word " * 2100, max_tokens=8)
     with pytest.raises(openai.BadRequestError, match=r"length is 2048 tokens; the prompt has \d+ and max_tokens"):

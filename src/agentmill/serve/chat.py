@@ -26,7 +26,7 @@ from agentmill.agent.toolcall import ParsedCall, parse_tool_calls, repair_call
 from agentmill.serve import sse
 from agentmill.serve.media import read_request_media
 from agentmill.serve.generation import AsyncStream, Delta, Failed, Generation, merged
-from agentmill.serve.errors import ApiError, as_api_error
+from agentmill.serve.errors import as_api_error
 from agentmill.serve.prompts import answer_budget, chat_prompt
 from agentmill.serve.schemas import ChatChoice, ChatCompletion, ResponseMessage, Usage
 from agentmill.serve.toolcalls import ContentSplitter, fragments, openai_call
@@ -104,13 +104,8 @@ async def chat_completion(state, body, slot):
             return await _label_reply(state, body, target, last_user, extracted)
         prompt_text, plan = chat_prompt(state.run, body, target.task)
         ids = state.run.tokenizer(prompt_text + plan.forced, add_special_tokens=False)["input_ids"]
-        cap = state.settings.max_tokens_cap
-        for name in ("max_tokens", "max_completion_tokens"):  # both are checked, the newer one counts
-            if (asked := getattr(body, name)) is not None and asked > cap:
-                raise ApiError(400, f"{name} is {asked} but this server allows at most {cap}", param=name,
-                               code="max_tokens_too_large")
-        max_new = answer_budget(len(ids), body.max_completion_tokens or body.max_tokens, state.context,
-                                state.settings.max_tokens_cap, "messages")
+        asked = {"max_completion_tokens": body.max_completion_tokens, "max_tokens": body.max_tokens}
+        max_new = answer_budget(len(ids), asked, state.context, state.settings.max_tokens_cap, "messages")
         gens, streams = submit(state, ids, target, body, max_new, plan)
     except BaseException:
         slot.release()

@@ -30,8 +30,8 @@ async def text_completion(state, body, slot):
         prompt = prompts[0]
         target = await state.catalog.resolve(body.model, prompt, state.engine)
         ids = state.run.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        max_new = answer_budget(len(ids), body.max_tokens or min(DEFAULT_MAX_TOKENS, state.settings.max_tokens_cap),
-                                state.context, state.settings.max_tokens_cap, "prompt")
+        asked = {"max_tokens": body.max_tokens or min(DEFAULT_MAX_TOKENS, state.settings.max_tokens_cap)}
+        max_new = answer_budget(len(ids), asked, state.context, state.settings.max_tokens_cap, "prompt")
         gens, streams = submit(state, ids, target, body, max_new)
     except BaseException:
         slot.release()

@@ -100,8 +100,6 @@ def _validation(request: Request, err: RequestValidationError) -> JSONResponse:
 def allowed_methods(app, path: str) -> list[str]:
     """The methods /openapi.json documents for `path` (Starlette's 405 names only those of the
     first route that matched, and FastAPI makes one route per method)."""
-    import re
-
     methods: set[str] = set()
     for template, operations in app.openapi().get("paths", {}).items():
         pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))

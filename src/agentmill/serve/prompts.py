@@ -118,18 +118,22 @@ def context_length(run, settings) -> int:
     return settings.context_tokens or getattr(getattr(run.model, "config", None), "max_position_embeddings", 2048)
 
 
-def answer_budget(n_prompt: int, requested: int | None, context: int, cap: int, param: str) -> int:
-    """max_new_tokens for this request, or a 400 that names the numbers."""
+def answer_budget(n_prompt: int, asked: dict[str, int | None], context: int, cap: int, param: str) -> int:
+    """max_new_tokens for this request, or a 400 that names the numbers. `asked`: the request's
+    token limits by field name, the one that counts first (chat's max_completion_tokens before
+    max_tokens); each one sent is held to the cap."""
     if n_prompt >= context:
         raise ApiError(400, f"the prompt has {n_prompt} tokens but this model's context length is {context} "
                             f"tokens; shorten it", param=param, code="context_length_exceeded")
+    for name, value in asked.items():
+        if value is not None and value > cap:
+            raise ApiError(400, f"{name} is {value} but this server allows at most {cap}", param=name,
+                           code="max_tokens_too_large")
+    name, requested = next(((n, v) for n, v in asked.items() if v is not None), (None, None))
     if requested is None:
         return min(cap, context - n_prompt)
-    if requested > cap:
-        raise ApiError(400, f"max_tokens is {requested} but this server allows at most {cap}",
-                       param="max_tokens", code="max_tokens_too_large")
     if n_prompt + requested > context:
         raise ApiError(400, f"this model's context length is {context} tokens; the prompt has {n_prompt} and "
-                            f"max_tokens asks for {requested} more ({n_prompt + requested} in all)",
-                       param="max_tokens", code="context_length_exceeded")
+                            f"{name} asks for {requested} more ({n_prompt + requested} in all)",
+                       param=name, code="context_length_exceeded")
     return requested

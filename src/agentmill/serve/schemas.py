@@ -33,7 +33,7 @@ def number(kind: type, **limits):
     return Annotated[kind, Field(**limits), BeforeValidator(_json_number)]
 
 
-Int, Float = number(int), number(float)
+Int = number(int)
 Bool = StrictBool  # true or false, not 0, 1 or "true"
 
 MAX_CHOICES = 16  # the largest `n`: choices of one request decode side by side in the batch
