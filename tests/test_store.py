@@ -110,8 +110,10 @@ def test_session_fields(store):
     assert session.title == "Budget ✓ plan" and session.run == "runs/finance-advisor"
     assert (session.prompt_tokens, session.completion_tokens) == (0, 0)
     assert before <= session.created == session.updated <= time.time()
-    assert len(session.id) >= 8 and all(c in "0123456789abcdef" for c in session.id)
-    assert store.get(session.id) == session
+    assert len(session.id) == 32 and all(c in "0123456789abcdef" for c in session.id)  # 128 random bits
+    assert store.get(session.id) == session and session.owner is None
+    owned = store.create(owner="key:abc")
+    assert store.get(owned.id).owner == "key:abc" and owned.owner == "key:abc"
 
     plain = store.create()
     assert (plain.title, plain.run) == ("", None) and plain.id != session.id
@@ -119,6 +121,21 @@ def test_session_fields(store):
     assert chosen.id == "chat-42" and store.get("chat-42").title == "mine"
     with pytest.raises(SessionExists, match="chat-42"):
         store.create(session_id="chat-42")
+
+
+def test_holds_media_only_for_the_owner_or_unowned(store):
+    digest, other = "a" * 64, "b" * 64
+    mine, theirs, anyone = store.create(owner="key:me"), store.create(owner="key:them"), store.create()
+    picture = {"type": "image", "sha256": digest}
+    store.append(mine.id, StoredMessage(role="user", content="look", kind="user", meta={"media": [picture]}))
+    store.append(anyone.id, StoredMessage(role="user", content="hear", kind="user",
+                                          meta={"media": [{"type": "audio", "sha256": other}]}))
+    # an assistant message that quotes a digest does not grant it
+    store.append(theirs.id, StoredMessage(role="assistant", content="x", kind="answer",
+                                          meta={"media": [{"sha256": "c" * 64}]}))
+    assert store.holds_media(digest, "key:me") and not store.holds_media(digest, "key:them")
+    assert store.holds_media(other, "key:me") and store.holds_media(other, "key:them")  # unowned session
+    assert not store.holds_media("c" * 64, "key:them") and not store.holds_media("d" * 64, "key:me")
 
 
 def test_usage_accumulates_and_rename(store):
@@ -332,6 +349,30 @@ def test_sqlite_file_is_durable_versioned_and_checked(tmp_path):
     junk.write_text("this is not a database, " * 100)
     with pytest.raises(StoreError, match="junk.db"):
         SQLiteSessionStore(junk)
+
+
+def test_a_schema_1_file_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as raw:  # what agentmill wrote before sessions had owners
+        raw.execute("CREATE TABLE sessions (id TEXT PRIMARY KEY, title TEXT NOT NULL DEFAULT '', "
+                    "created REAL NOT NULL, updated REAL NOT NULL, prompt_tokens INTEGER NOT NULL DEFAULT 0, "
+                    "completion_tokens INTEGER NOT NULL DEFAULT 0, run TEXT)")
+        raw.execute("CREATE TABLE messages (session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE, "
+                    "seq INTEGER NOT NULL, role TEXT NOT NULL, content TEXT, tool_calls TEXT, task TEXT, "
+                    "adapter TEXT, latency_ms INTEGER, tool_call_id TEXT, name TEXT, kind TEXT, meta TEXT, "
+                    "created REAL NOT NULL, UNIQUE (session_id, seq))")
+        raw.execute("INSERT INTO sessions VALUES ('0123456789ab', 'old', 1.0, 2.0, 3, 4, 'runs/x')")
+        raw.execute("INSERT INTO messages VALUES ('0123456789ab', 1, 'user', 'hello', NULL, NULL, NULL, NULL, "
+                    "NULL, NULL, 'user', NULL, 1.5)")
+        raw.execute("PRAGMA user_version = 1")
+    store = SQLiteSessionStore(path)
+    old = store.get("0123456789ab")
+    assert (old.title, old.prompt_tokens, old.run, old.owner) == ("old", 3, "runs/x", None)
+    assert [m.content for m in store.messages(old.id)] == ["hello"]
+    assert store.create(owner="key:k").owner == "key:k"
+    store.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
 
 
 def test_default_store_lives_in_agentmill_home(tmp_path, monkeypatch):

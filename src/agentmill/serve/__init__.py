@@ -34,7 +34,7 @@ routes (serve/audio_routes.py). ``GET /v1/agent/media/{sha256}``: a stored messa
 ``POST /v1/completions`` — ``prompt`` (one string, or a list holding one), ``model``, the same sampling fields: the
 prompt continued without the chat template (serve/completions.py).
 
-Agent (server-side tools of the run, sessions in the store):
+Agent (server-side tools of the run, sessions in the store; with keys, each key sees only its own sessions):
 - ``POST /v1/agent/sessions`` ``{"title"?}`` → the session ``{"object": "agent.session", "id", "title",
   "created", "updated", "prompt_tokens", "completion_tokens", "run"}``
 - ``GET /v1/agent/sessions[?all=true&limit=N]`` → ``{"object": "list", "data": [session, ...]}``, most

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from agentmill.agent.agent import BASE
 from agentmill.agent.steps import AnswerStep, NoticeStep, RouteStep, ToolResultStep, to_dict
 from agentmill.serve import sse
+from agentmill.serve.auth import owner_of
 from agentmill.errors import AgentmillError
 from agentmill.serve.contract import EVERY_V1_ROUTE, SSE, errors
 from agentmill.serve.errors import ApiError, as_api_error
@@ -28,19 +29,23 @@ def _pool(request: Request):
     return pool
 
 
+def _owner(request: Request) -> str | None:
+    return owner_of(request.state.caller)
+
+
 @router.post("/sessions", responses=errors(400))
 def create_session(request: Request, body: SessionCreate | None = None):
-    return _pool(request).create((body or SessionCreate()).title)
+    return _pool(request).create((body or SessionCreate()).title, owner=_owner(request))
 
 
 @router.get("/sessions", responses=errors(400))
 def list_sessions(request: Request, all: bool = False, limit: int | None = None):
-    return {"object": "list", "data": _pool(request).list(everything=all, limit=limit)}
+    return {"object": "list", "data": _pool(request).list(everything=all, limit=limit, owner=_owner(request))}
 
 
 @router.get("/sessions/{session_id}", responses=errors(400, 404))
 def get_session(request: Request, session_id: str):
-    return _pool(request).detail(session_id)
+    return _pool(request).detail(session_id, owner=_owner(request))
 
 
 @router.get("/media/{digest}", response_class=Response, responses={
@@ -50,7 +55,11 @@ def get_media(request: Request, digest: str):
     from agentmill.media.audio import audio_type
     from agentmill.media.image import image_format
 
-    data = state_of(request).media_store.get(digest)
+    state, owner = state_of(request), _owner(request)
+    data = state.media_store.get(digest)
+    # with keys, a key sees only the media of its own sessions' messages (and of unowned ones)
+    if data is not None and owner is not None and state.sessions is not None:
+        data = data if state.sessions.store.holds_media(digest, owner) else None
     if data is None:
         raise ApiError(404, f"no stored media {digest[:80]!r}", param="digest", code="media_not_found")
     kind = image_format(data) or audio_type(data) or "application/octet-stream"
@@ -60,7 +69,7 @@ def get_media(request: Request, digest: str):
 
 @router.delete("/sessions/{session_id}", responses=errors(400, 404))
 def delete_session(request: Request, session_id: str):
-    return _pool(request).delete(session_id)
+    return _pool(request).delete(session_id, owner=_owner(request))
 
 
 def _task(run, name: str) -> str | None:
@@ -110,7 +119,7 @@ async def post_message(request: Request, session_id: str, body: AgentMessage):
     slot = state.limiter.acquire(request.state.caller)
     lock = None
     try:
-        await asyncio.to_thread(pool.store.get, session_id)  # 404 before anything runs
+        await asyncio.to_thread(pool.owned, session_id, _owner(request))  # 404 before anything runs
         lock = pool.claim(session_id)  # 409 before any image is read or recording heard
         text, media = await read_agent_message(state, body.content)
         if not text.strip() and not media:

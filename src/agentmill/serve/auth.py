@@ -1,12 +1,15 @@
 """API keys: with any configured, every /v1 route needs ``Authorization: Bearer KEY`` (401 otherwise).
 
 Checked by an ASGI middleware before anything else (body size, parsing), so a caller without a
-key costs nothing. The key (or, without keys, the client's address) becomes ``request.state.caller``,
-the identity the per-key limits count. /, /static and /health are public.
+key costs nothing. A digest of the key (or, without keys, the client's address) becomes
+``request.state.caller``: the identity the per-key limits count and that owns the agent sessions
+the key creates. The key itself is kept nowhere else (never stored, never logged).
+/, /static and /health are public.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 
 from agentmill.serve.errors import ApiError
@@ -43,7 +46,18 @@ class RequireKey:
                            code="missing_api_key")
         if not any(hmac.compare_digest(token.encode(), k) for k in self.keys):
             raise ApiError(401, f"incorrect API key provided: {_masked(token)}", code="invalid_api_key")
-        return "key:" + token
+        return key_identity(token)
+
+
+def key_identity(token: str) -> str:
+    """Who a key is, without the key: a session's owner in the store is this, never the key."""
+    return "key:" + hashlib.sha256(token.encode()).hexdigest()[:24]
+
+
+def owner_of(caller: str) -> str | None:
+    """The owner a session created by `caller` gets: its key's identity; None without keys
+    (a loopback server without keys is one user's, and every session is theirs)."""
+    return caller if caller.startswith("key:") else None
 
 
 def _masked(token: str) -> str:

@@ -4,6 +4,9 @@ Agents are kept in memory (least recently used first out) and rebuilt from the s
 `Agent.resume` when needed, so a restarted server continues every stored conversation.
 A session answers one message at a time (409 while a turn runs). Turns run on their own
 threads (they block on the engine and on tools), never on the event loop.
+Sessions made with an API key belong to that key: every method takes the caller's `owner`
+(`auth.owner_of`), and another key's session is answered as if it did not exist (404), so
+its id is not even confirmed.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import asdict
 
 from agentmill.agent.agent import Budgets
 from agentmill.serve.errors import ApiError
+from agentmill.store.sessions import Session, SessionNotFound
 from agentmill.serve.served_agent import ServedAgent
 
 
@@ -32,20 +36,28 @@ class SessionPool:
 
     # ------------------------------------------------------------ sessions (store)
 
-    def create(self, title: str = "") -> dict:
-        return session_json(self.store.create(title=title, run=self.label))
+    def create(self, title: str = "", owner: str | None = None) -> dict:
+        return session_json(self.store.create(title=title, run=self.label, owner=owner))
 
-    def list(self, everything: bool = False, limit: int | None = None) -> list[dict]:
-        sessions = self.store.list()
+    def owned(self, session_id: str, owner: str | None) -> Session:
+        """The session if `owner` may use it; SessionNotFound (404) otherwise."""
+        session = self.store.get(session_id)
+        if not _may_use(session, owner):
+            raise SessionNotFound(session_id)
+        return session
+
+    def list(self, everything: bool = False, limit: int | None = None, owner: str | None = None) -> list[dict]:
+        sessions = [s for s in self.store.list() if _may_use(s, owner)]
         if not everything:
             sessions = [s for s in sessions if s.run == self.label]
         return [session_json(s) for s in sessions[:limit]]
 
-    def detail(self, session_id: str) -> dict:
-        session = self.store.get(session_id)
+    def detail(self, session_id: str, owner: str | None = None) -> dict:
+        session = self.owned(session_id, owner)
         return {**session_json(session), "messages": [asdict(m) for m in self.store.messages(session_id)]}
 
-    def delete(self, session_id: str) -> dict:
+    def delete(self, session_id: str, owner: str | None = None) -> dict:
+        self.owned(session_id, owner)
         self.store.delete(session_id)
         with self._lock:
             self._agents.pop(session_id, None)
@@ -82,5 +94,13 @@ class SessionPool:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
+def _may_use(session: Session, owner: str | None) -> bool:
+    """A key's sessions are that key's; sessions made without a key are anyone's (a server
+    that gains keys later keeps serving them)."""
+    return session.owner is None or session.owner == owner
+
+
 def session_json(session) -> dict:
-    return {"object": "agent.session", **asdict(session)}
+    fields = asdict(session)
+    fields.pop("owner", None)  # who owns it is the server's business, not the client's
+    return {"object": "agent.session", **fields}

@@ -12,7 +12,7 @@ from agentmill.store.sessions import StoredMessage, StoreError
 
 # PRAGMA user_version of a store this code wrote; bump it and add a migration step when the
 # tables change, so an older file is upgraded in place instead of misread.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = [
     """CREATE TABLE sessions (
@@ -22,7 +22,8 @@ SCHEMA = [
         updated REAL NOT NULL,
         prompt_tokens INTEGER NOT NULL DEFAULT 0,
         completion_tokens INTEGER NOT NULL DEFAULT 0,
-        run TEXT
+        run TEXT,
+        owner TEXT
     )""",
     """CREATE TABLE messages (
         session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
@@ -42,6 +43,13 @@ SCHEMA = [
     )""",
     "CREATE INDEX sessions_by_updated ON sessions (updated)",
 ]
+
+# MIGRATIONS[v] takes a store of schema v to v + 1
+MIGRATIONS = {
+    1: ["ALTER TABLE sessions ADD COLUMN owner TEXT"],  # sessions owned by an API key
+}
+
+SESSION_COLUMNS = "id, title, created, updated, prompt_tokens, completion_tokens, run, owner"
 
 MESSAGE_COLUMNS = ("seq, role, content, tool_calls, task, adapter, latency_ms, "
                    "tool_call_id, name, kind, meta, created")

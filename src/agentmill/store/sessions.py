@@ -38,7 +38,8 @@ class SessionExists(StoreError):
 
 @dataclass
 class Session:
-    """One conversation's header. Times are Unix seconds; `run` is the RUN_DIR it talked to."""
+    """One conversation's header. Times are Unix seconds; `run` is the RUN_DIR it talked to;
+    `owner` is who may read it (the server's digest of the API key that made it; None: anyone)."""
 
     id: str
     title: str
@@ -47,6 +48,7 @@ class Session:
     prompt_tokens: int
     completion_tokens: int
     run: str | None
+    owner: str | None = None
 
 
 @dataclass
@@ -85,8 +87,10 @@ class SessionStore(abc.ABC):
     """
 
     @abc.abstractmethod
-    def create(self, title: str = "", run: str | None = None, session_id: str | None = None) -> Session:
-        """Start a session; a random short hex id unless `session_id` is given (SessionExists if taken)."""
+    def create(self, title: str = "", run: str | None = None, session_id: str | None = None,
+               owner: str | None = None) -> Session:
+        """Start a session; a random unguessable id (128 bits) unless `session_id` is given
+        (SessionExists if taken)."""
 
     @abc.abstractmethod
     def get(self, session_id: str) -> Session:
@@ -111,6 +115,18 @@ class SessionStore(abc.ABC):
     def message_count(self, session_id: str) -> int:
         """How many messages the session has (stores override this with something cheaper)."""
         return len(self.messages(session_id))
+
+    def holds_media(self, digest: str, owner: str | None) -> bool:
+        """Whether a user message carries the media with this SHA-256 (in its `meta["media"]`),
+        in a session that is unowned or owned by `owner`. Stores override this with a query."""
+        for session in self.list():
+            if session.owner not in (None, owner):
+                continue
+            for message in self.messages(session.id):
+                media = (message.meta or {}).get("media") or [] if message.kind == "user" else []
+                if any(isinstance(m, dict) and m.get("sha256") == digest for m in media):
+                    return True
+        return False
 
     @abc.abstractmethod
     def add_usage(self, session_id: str, prompt_tokens: int, completion_tokens: int) -> None:

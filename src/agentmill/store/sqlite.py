@@ -21,7 +21,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from agentmill.store.schema import MESSAGE_COLUMNS, SCHEMA, SCHEMA_VERSION, message_from_row, message_row
+from agentmill.store.schema import (MESSAGE_COLUMNS, MIGRATIONS, SCHEMA, SCHEMA_VERSION, SESSION_COLUMNS,
+                                    message_from_row, message_row)
 from agentmill.store.sessions import (
     Session,
     SessionExists,
@@ -59,7 +60,8 @@ class SQLiteSessionStore(SessionStore):
 
     # -- sessions ---------------------------------------------------------------------------
 
-    def create(self, title: str = "", run: str | None = None, session_id: str | None = None) -> Session:
+    def create(self, title: str = "", run: str | None = None, session_id: str | None = None,
+               owner: str | None = None) -> Session:
         if session_id is not None and (not isinstance(session_id, str) or not session_id):
             raise StoreError(f"a session id must be a non-empty string, got {session_id!r}")
         now = time.time()
@@ -68,24 +70,22 @@ class SQLiteSessionStore(SessionStore):
                 session_id = _free_id(db)
             elif _exists(db, session_id):
                 raise SessionExists(session_id)
-            session = Session(session_id, title, now, now, 0, 0, None if run is None else str(run))
-            db.execute("INSERT INTO sessions (id, title, created, updated, prompt_tokens, "
-                       "completion_tokens, run) VALUES (?, ?, ?, ?, 0, 0, ?)",
-                       (session.id, session.title, now, now, session.run))
+            session = Session(session_id, title, now, now, 0, 0, None if run is None else str(run), owner)
+            db.execute(f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, 0, 0, ?, ?)",
+                       (session.id, session.title, now, now, session.run, owner))
         return session
 
     def get(self, session_id: str) -> Session:
         with self._lock:
-            row = self._db.execute("SELECT id, title, created, updated, prompt_tokens, completion_tokens, "
-                                   "run FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            row = self._db.execute(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?",
+                                   (session_id,)).fetchone()
         if row is None:
             raise SessionNotFound(session_id)
         return Session(*row)
 
     def list(self, limit: int | None = None) -> list[Session]:
         with self._lock:
-            rows = self._db.execute("SELECT id, title, created, updated, prompt_tokens, completion_tokens, "
-                                    "run FROM sessions ORDER BY updated DESC, rowid DESC LIMIT ?",
+            rows = self._db.execute(f"SELECT {SESSION_COLUMNS} FROM sessions ORDER BY updated DESC, rowid DESC LIMIT ?",
                                     (-1 if limit is None else limit,)).fetchall()
         return [Session(*row) for row in rows]
 
@@ -144,6 +144,15 @@ class SQLiteSessionStore(SessionStore):
                                   (session_id,)).fetchone()
         return count
 
+    def holds_media(self, digest: str, owner: str | None) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM messages m JOIN sessions s ON s.id = m.session_id "
+                "WHERE m.kind = 'user' AND (s.owner IS NULL OR s.owner = ?) AND EXISTS ("
+                "SELECT 1 FROM json_each(m.meta, '$.media') j WHERE json_extract(j.value, '$.sha256') = ?) LIMIT 1",
+                (owner, digest)).fetchone()
+        return row is not None
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -195,6 +204,11 @@ class SQLiteSessionStore(SessionStore):
             if version == 0:
                 for statement in SCHEMA:  # not executescript: it would COMMIT half-way
                     db.execute(statement)
+            else:  # an older file, upgraded in place (in this one transaction: all steps or none)
+                for step in range(version, SCHEMA_VERSION):
+                    for statement in MIGRATIONS[step]:
+                        db.execute(statement)
+            if version != SCHEMA_VERSION:
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -204,6 +218,6 @@ def _exists(db: sqlite3.Connection, session_id: str) -> bool:
 
 def _free_id(db: sqlite3.Connection) -> str:
     while True:
-        session_id = secrets.token_hex(6)
+        session_id = secrets.token_hex(16)  # 128 bits: not guessable (hex: never starts with "-")
         if not _exists(db, session_id):
             return session_id

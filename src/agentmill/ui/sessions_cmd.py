@@ -21,7 +21,7 @@ from agentmill.store import Session, SessionStore, StoredMessage, StoreError, de
 
 sessions_app = typer.Typer(add_completion=False, no_args_is_help=True, help="List, show and delete stored chat sessions.")
 # Not a terminal (CI logs, pipes): wide enough for the table instead of rich's 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 120)
+console = Console(width=None if sys.stdout.isatty() else 160)  # piped: one line per session
 
 DbOption = Annotated[Optional[Path], typer.Option(
     "--db", help="Session store file (default AGENTMILL_HOME/sessions.db).")]
