@@ -285,6 +285,24 @@ def test_knowledge_search_finds_the_right_document(knowledge_search):
         knowledge_search.run({"query": "fees", "k": 11})
 
 
+def test_knowledge_search_reads_nothing_outside_its_folder(tmp_path):
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    (outside / "passwords.md").write_text("# Passwords\nThe vault password is hunter2.")
+    folder = tmp_path / "kb"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "hours.md").write_text("# Hours\nWe open at 9 a.m. on weekdays.")
+    (folder / "sub" / "inside.md").symlink_to(folder / "hours.md")  # a link within the folder is fine
+    (folder / "leak.md").symlink_to(outside / "passwords.md")
+    (folder / "linked").symlink_to(outside, target_is_directory=True)
+    tool = make_knowledge_search(folder, cache_dir=tmp_path / "index")
+    found = json.loads(tool.run({"query": "what is the vault password", "k": 10}))
+    assert {r["source"] for r in found} <= {"hours.md", "sub/inside.md"}
+    assert not any("hunter2" in r["text"] for r in found)
+    for query in ("../secret/passwords.md", "/etc/passwd", "linked/passwords.md"):
+        assert not any("hunter2" in r["text"] for r in json.loads(tool.run({"query": query, "k": 10})))
+
+
 def test_knowledge_index_is_cached_and_not_embedded_again(knowledge_search, index_dir, monkeypatch):
     knowledge_search("overdraft fee")  # the index exists now
     [cached] = list(index_dir.iterdir())

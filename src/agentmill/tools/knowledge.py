@@ -144,8 +144,12 @@ def embed(texts: list[str]) -> np.ndarray:
 
 
 def _document_files(folder: Path) -> list[Path]:
+    """The folder's documents; a symlink that leads out of the folder (to /etc/passwd, say) is
+    not one: the tool reads its folder and nothing else, whatever was placed in it."""
+    root = folder.resolve()
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+                  and p.resolve().is_relative_to(root))
 
 
 def _paragraphs(text: str) -> list[str]:
