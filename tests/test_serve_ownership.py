@@ -66,3 +66,22 @@ def test_media_is_fetched_only_by_the_key_whose_message_carries_it(served):
         assert alice.get(f"/v1/agent/media/{digest}").content.endswith(b"alice's invoice")
         assert bob.get(f"/v1/agent/media/{digest}").status_code == 404
         assert alice.get(f"/v1/agent/media/{stray}").status_code == 404  # stored, but no message of hers
+
+
+def test_logs_carry_no_message_content(served, caplog):
+    import logging
+
+    url, _, _, _ = served
+    caplog.set_level(logging.DEBUG)
+    marker = "zebra-7731-confidential"
+    with client(url, ALICE) as alice:
+        sid = alice.post("/v1/agent/sessions", json={}).json()["id"]
+        assert alice.post(f"/v1/agent/sessions/{sid}/messages",
+                          json={"content": f"my PIN note: {marker}", "task": "t1"}).status_code == 200
+        chat = alice.post("/v1/chat/completions", json={"model": "t1", "max_tokens": 4,
+                                                        "messages": [{"role": "user", "content": marker}]})
+        assert chat.status_code == 200, chat.text
+        bad = alice.post("/v1/chat/completions", json={"model": "t1", "messages": [{"role": "wizard",
+                                                                                    "content": marker}]})
+        assert bad.status_code in (400, 422)
+    assert caplog.records and marker not in caplog.text and ALICE not in caplog.text
