@@ -180,12 +180,14 @@ class Engine:
         try:
             if task is not _NO_TASK:
                 self.run.use_task(task)
-            future.set_result(fn())
+            try:
+                result = fn()
+            finally:  # before the caller wakes: it may look at (or use) the model at once
+                if task is not _NO_TASK:
+                    self.run.use_task(None)
+            future.set_result(result)
         except BaseException as err:  # noqa: BLE001 - handed to the caller
             future.set_exception(err)
-        finally:
-            if task is not _NO_TASK:
-                self.run.use_task(None)
 
     def _admit(self, new: list[Generation]) -> None:
         try:
