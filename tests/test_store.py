@@ -136,6 +136,8 @@ def test_holds_media_only_for_the_owner_or_unowned(store):
     assert store.holds_media(digest, "key:me") and not store.holds_media(digest, "key:them")
     assert store.holds_media(other, "key:me") and store.holds_media(other, "key:them")  # unowned session
     assert not store.holds_media("c" * 64, "key:them") and not store.holds_media("d" * 64, "key:me")
+    for args in [(digest, "key:me"), (digest, "key:them"), (other, "key:them"), ("c" * 64, "key:them")]:
+        assert SessionStore.holds_media(store, *args) == store.holds_media(*args)  # the generic fallback agrees
 
 
 def test_usage_accumulates_and_rename(store):

@@ -42,12 +42,12 @@ class SessionPool:
     def owned(self, session_id: str, owner: str | None) -> Session:
         """The session if `owner` may use it; SessionNotFound (404) otherwise."""
         session = self.store.get(session_id)
-        if not _may_use(session, owner):
+        if not session.readable_by(owner):
             raise SessionNotFound(session_id)
         return session
 
     def list(self, everything: bool = False, limit: int | None = None, owner: str | None = None) -> list[dict]:
-        sessions = [s for s in self.store.list() if _may_use(s, owner)]
+        sessions = [s for s in self.store.list() if s.readable_by(owner)]
         if not everything:
             sessions = [s for s in sessions if s.run == self.label]
         return [session_json(s) for s in sessions[:limit]]
@@ -92,12 +92,6 @@ class SessionPool:
         for agent in list(self._agents.values()):
             agent.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _may_use(session: Session, owner: str | None) -> bool:
-    """A key's sessions are that key's; sessions made without a key are anyone's (a server
-    that gains keys later keeps serving them)."""
-    return session.owner is None or session.owner == owner
 
 
 def session_json(session) -> dict:

@@ -50,6 +50,11 @@ class Session:
     run: str | None
     owner: str | None = None
 
+    def readable_by(self, owner: str | None) -> bool:
+        """A key's sessions are that key's; sessions made without a key are anyone's (a server
+        that gains keys later keeps serving them). SQLiteSessionStore.holds_media says it in SQL."""
+        return self.owner is None or self.owner == owner
+
 
 @dataclass
 class StoredMessage:
@@ -120,10 +125,12 @@ class SessionStore(abc.ABC):
         """Whether a user message carries the media with this SHA-256 (in its `meta["media"]`),
         in a session that is unowned or owned by `owner`. Stores override this with a query."""
         for session in self.list():
-            if session.owner not in (None, owner):
+            if not session.readable_by(owner):
                 continue
             for message in self.messages(session.id):
-                media = (message.meta or {}).get("media") or [] if message.kind == "user" else []
+                if message.kind != "user":
+                    continue
+                media = (message.meta or {}).get("media") or []
                 if any(isinstance(m, dict) and m.get("sha256") == digest for m in media):
                     return True
         return False

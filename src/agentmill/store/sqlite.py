@@ -85,7 +85,8 @@ class SQLiteSessionStore(SessionStore):
 
     def list(self, limit: int | None = None) -> list[Session]:
         with self._lock:
-            rows = self._db.execute(f"SELECT {SESSION_COLUMNS} FROM sessions ORDER BY updated DESC, rowid DESC LIMIT ?",
+            rows = self._db.execute(f"SELECT {SESSION_COLUMNS} FROM sessions "
+                                    "ORDER BY updated DESC, rowid DESC LIMIT ?",
                                     (-1 if limit is None else limit,)).fetchall()
         return [Session(*row) for row in rows]
 
@@ -148,7 +149,7 @@ class SQLiteSessionStore(SessionStore):
         with self._lock:
             row = self._db.execute(
                 "SELECT 1 FROM messages m JOIN sessions s ON s.id = m.session_id "
-                "WHERE m.kind = 'user' AND (s.owner IS NULL OR s.owner = ?) AND EXISTS ("
+                "WHERE m.kind = 'user' AND (s.owner IS NULL OR s.owner = ?) AND EXISTS ("  # Session.readable_by
                 "SELECT 1 FROM json_each(m.meta, '$.media') j WHERE json_extract(j.value, '$.sha256') = ?) LIMIT 1",
                 (owner, digest)).fetchone()
         return row is not None
