@@ -228,6 +228,43 @@ def test_session_store_keeps_steps_and_resume_rebuilds_the_prompt(run, registry,
     assert resumed.usage.total == agent.usage.total
 
 
+def test_a_turn_cut_by_the_store_keeps_memory_equal_to_the_store_and_is_closed_next_turn(
+        run, registry, script, tmp_path):
+    from agentmill.agent.steps import INTERRUPTED
+    from agentmill.store import StoreUnavailable
+
+    class FillsUp(SQLiteSessionStore):  # the disk fills just as the tool's result is written
+        full = False
+
+        def append_many(self, session_id, messages):
+            if self.full or any(m.kind == "tool_result" for m in messages):
+                self.full = True
+                raise StoreUnavailable("disk full")
+            return super().append_many(session_id, messages)
+
+    store = FillsUp(tmp_path / "s.db")
+    session = store.create(title="t")
+    script["outputs"] = [call_text("add", {"a": 4, "b": 4}), "eight", "and nine"]
+    agent = Agent(run, registry, forced_task="math", store=store, session_id=session.id)
+    with pytest.raises(StoreUnavailable):
+        agent.turn("4+4?")
+    assert kinds(agent.steps) == ["user", "route", "model"]  # what the store holds, nothing more
+    assert [from_dict(m.meta) for m in store.messages(session.id)] == agent.steps
+
+    store.full = False  # space again: the next turn (here or resumed after a restart) is well formed
+    resumed = Agent.resume(run, registry, store, session.id, forced_task="math")
+    for who in (agent, resumed):
+        assert who.turn("and 9?").answer in ("eight", "and nine")
+    messages = script["prompts"][-1][0]
+    call_id = agent.steps[2].tool_calls[0]["id"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool", "assistant", "user"]
+    assert messages[3] == {"role": "tool", "tool_call_id": call_id, "name": "add",
+                           "content": json.dumps({"error": INTERRUPTED})}
+    assert messages[4] == {"role": "assistant", "content": INTERRUPTED}
+    assert script["prompts"][-2][0] == messages  # the live agent and the resumed one saw the same prompt
+    store.close()
+
+
 def test_goal_mode_asks_before_each_call(run, registry, script, tmp_path):
     store = SQLiteSessionStore(tmp_path / "s.db")
     script["outputs"] = ["First add.\n" + call_text("add", {"a": 1, "b": 2}),

@@ -152,7 +152,8 @@ def test_the_schema_documents_errors_and_this_runs_limits(server):
     assert chat["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
     assert "Retry-After" in chat["responses"]["429"]["headers"]
     assert "text/event-stream" in chat["responses"]["200"]["content"]
-    assert set(schema["paths"]["/v1/agent/sessions/{session_id}/messages"]["post"]["responses"]) >= {"404", "409"}
+    turn = schema["paths"]["/v1/agent/sessions/{session_id}/messages"]["post"]["responses"]
+    assert set(turn) >= {"404", "409", "503"} and "Retry-After" in turn["503"]["headers"]
     request = schema["components"]["schemas"]["ChatCompletionRequest"]["properties"]
     assert request["model"]["enum"] == ["tiny-base", *tasks, "auto", "base"]
     assert {"type": "integer", "minimum": 1, "maximum": CAP} in request["max_tokens"]["anyOf"]

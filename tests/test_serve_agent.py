@@ -10,6 +10,7 @@ from agentmill.model.run import RunModel
 from agentmill.serve import ServeSettings, create_app
 from agentmill.store import SQLiteSessionStore
 from serve_util import build_run, live_server, script_outputs
+from store_faults import FAULTS
 
 CALC = '<tool_call>\n{"name": "calculator", "arguments": {"expression": "2+3"}}\n</tool_call>'
 
@@ -98,3 +99,34 @@ def test_agent_route_errors(server):
     assert r.status_code == 400 and r.json()["error"]["param"] == "task"
     r = h.post(f"/v1/agent/sessions/{sid}/messages", json={"content": ""})
     assert r.status_code == 422 and r.json()["error"]["param"] == "content"
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_a_store_that_cannot_write_is_a_503_and_reads_keep_working(server, fault, caplog):
+    h, store = server
+    sid = h.post("/v1/agent/sessions").json()["id"]
+    assert h.post(f"/v1/agent/sessions/{sid}/messages", json={"content": "hello", "task": "t1"}).status_code == 200
+    before = h.get(f"/v1/agent/sessions/{sid}").json()["messages"]
+    big = "tell me " * 20_000  # a message that needs new pages in the file: a full disk refuses it
+    with FAULTS[fault](store), caplog.at_level("ERROR", logger="agentmill.serve"):
+        r = h.post(f"/v1/agent/sessions/{sid}/messages", json={"content": big, "task": "t1"})
+        assert r.status_code == 503 and r.headers["retry-after"] == "30"
+        assert r.json()["error"]["type"] == "server_error" and r.json()["error"]["code"] == "store_unavailable"
+        with h.stream("POST", f"/v1/agent/sessions/{sid}/messages",
+                      json={"content": big, "task": "t1", "stream": True}) as streamed:
+            events = sse_events(streamed)
+        assert events == [("error", r.json())]  # a stream says the same, as its one event
+        # reads still work and show exactly what was acknowledged
+        assert h.get(f"/v1/agent/sessions/{sid}").json()["messages"] == before
+        assert sid in [s["id"] for s in h.get("/v1/agent/sessions").json()["data"]]
+        if fault == "read_only":  # what fits in free pages still goes to a full disk
+            r = h.post("/v1/agent/sessions", json={"title": "new"})
+            assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable"
+    logged = [rec.getMessage() for rec in caplog.records if rec.levelname == "ERROR"]
+    assert logged and all(str(store.path) in m and "cannot take writes" in m for m in logged)
+    assert all("tell me" not in m for m in logged)  # the log names the store, never the message
+    # once the store takes writes again the same session goes on, well formed
+    turn = h.post(f"/v1/agent/sessions/{sid}/messages", json={"content": "again", "task": "t1"}).json()
+    assert [s["kind"] for s in turn["steps"]] == ["user", "route", "answer"]
+    after = h.get(f"/v1/agent/sessions/{sid}").json()["messages"]
+    assert after[:len(before)] == before and [m["kind"] for m in after] == ["user", "route", "answer"] * 2

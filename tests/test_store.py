@@ -31,10 +31,12 @@ from agentmill.store import (
     SQLiteSessionStore,
     StoredMessage,
     StoreError,
+    StoreUnavailable,
     open_store,
 )
 from agentmill.store.schema import SCHEMA_VERSION
 from agentmill.ui.sessions_cmd import sessions_app
+from store_faults import FAULTS
 from store_writer import message_content
 
 WRITER = Path(__file__).with_name("store_writer.py")
@@ -351,6 +353,32 @@ def test_sqlite_file_is_durable_versioned_and_checked(tmp_path):
     junk.write_text("this is not a database, " * 100)
     with pytest.raises(StoreError, match="junk.db"):
         SQLiteSessionStore(junk)
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_a_store_that_cannot_write_says_so_writes_nothing_and_still_reads(tmp_path, fault):
+    store = SQLiteSessionStore(tmp_path / "s.db")
+    kept = store.create(title="kept")
+    store.append(kept.id, StoredMessage("user", "acknowledged"))
+    big = StoredMessage("assistant", "x" * 200_000)  # needs new pages: a full disk refuses it
+    writes = [lambda: store.append(kept.id, big), lambda: store.create(title="y" * 200_000),
+              lambda: store.rename(kept.id, "z" * 200_000)]
+    if fault == "read_only":  # a full disk still takes what fits in the file's free pages
+        writes += [lambda: store.create(title="new"), lambda: store.add_usage(kept.id, 1, 1),
+                   lambda: store.delete(kept.id)]
+    with FAULTS[fault](store):
+        for write in writes:
+            with pytest.raises(StoreUnavailable, match=r"s\.db cannot take writes now: .*(full|readonly)"):
+                write()
+        assert [m.content for m in store.messages(kept.id)] == ["acknowledged"]  # reads still work
+        assert [s.title for s in store.list()] == ["kept"]
+    # nothing of the refused writes half-landed, and the store takes writes again once it can
+    assert [m.content for m in store.messages(kept.id)] == ["acknowledged"]
+    assert store.get(kept.id).title == "kept" and store.get(kept.id).prompt_tokens == 0
+    assert store.append(kept.id, big) == 2
+    store.close()
+    with sqlite3.connect(tmp_path / "s.db") as raw:
+        assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
 def test_a_schema_1_file_is_upgraded_in_place(tmp_path):

@@ -99,9 +99,11 @@ class Agent:
         return agent
 
     def _add(self, step: Step) -> Step:
-        self.steps.append(step)
+        """Keep a step: written to the store first, so memory never holds what the store refused."""
         if self.store is not None and self.session_id is not None:
-            self.store.append(self.session_id, _stored(step, self._task()))
+            task = step.task if isinstance(step, RouteStep) else self._task()
+            self.store.append(self.session_id, _stored(step, task))
+        self.steps.append(step)
         return step
 
     def _task(self) -> str | None:

@@ -87,24 +87,45 @@ def from_dict(data: dict) -> Step:
     return cls(**{f.name: data[f.name] for f in fields(cls) if f.init and f.name in data})
 
 
+INTERRUPTED = "(no answer: this turn was interrupted)"
+
+
 def to_messages(steps: list[Step]) -> list[dict]:
-    """The conversation the model sees (without system prompt and tools, which come from the task)."""
+    """The conversation the model sees (without system prompt and tools, which come from the task).
+
+    A turn that stopped before its answer (the server was killed, the store filled up) is closed
+    here, so the next turn's prompt stays well formed: each call it made gets a result saying so,
+    and the turn gets an assistant reply saying it was interrupted."""
     start = 0
     for step in steps:
         if isinstance(step, NoticeStep) and step.reason == "trim":
             start = step.keep_from
     messages: list[dict] = []
+    open_calls: dict[str, str] = {}  # call id -> tool name, for calls of this turn without a result
+    answered = True
     for step in steps[start:]:
         if isinstance(step, UserStep):
+            if not answered:
+                messages += _close(open_calls)
+            open_calls, answered = {}, False
             messages.append({"role": "user", "content": step.content})
         elif isinstance(step, ModelStep):
             messages.append({"role": "assistant", "content": step.content or None, "tool_calls": step.tool_calls})
+            open_calls.update({c["id"]: c["function"]["name"] for c in step.tool_calls})
         elif isinstance(step, ToolResultStep):
             messages.append({"role": "tool", "tool_call_id": step.call_id, "name": step.name,
                              "content": step.content})
+            open_calls.pop(step.call_id, None)
         elif isinstance(step, AnswerStep):
             messages.append({"role": "assistant", "content": step.content})
+            answered = True
     return messages
+
+
+def _close(open_calls: dict[str, str]) -> list[dict]:
+    results = [{"role": "tool", "tool_call_id": call_id, "name": name, "content": json.dumps({"error": INTERRUPTED})}
+               for call_id, name in open_calls.items()]
+    return results + [{"role": "assistant", "content": INTERRUPTED}]
 
 
 def turns(steps: list[Step]) -> list[tuple[int, int]]:

@@ -33,7 +33,7 @@ def _owner(request: Request) -> str | None:
     return owner_of(request.state.caller)
 
 
-@router.post("/sessions", responses=errors(400))
+@router.post("/sessions", responses=errors(400, 503))
 def create_session(request: Request, body: SessionCreate | None = None):
     return _pool(request).create((body or SessionCreate()).title, owner=_owner(request))
 
@@ -67,7 +67,7 @@ def get_media(request: Request, digest: str):
                                                     "X-Content-Type-Options": "nosniff"})
 
 
-@router.delete("/sessions/{session_id}", responses=errors(400, 404))
+@router.delete("/sessions/{session_id}", responses=errors(400, 404, 503))
 def delete_session(request: Request, session_id: str):
     return _pool(request).delete(session_id, owner=_owner(request))
 
@@ -111,7 +111,7 @@ def _usage(usage) -> dict:
 
 
 @router.post("/sessions/{session_id}/messages", responses={
-    200: {"content": SSE}, **errors(400, 404, 409, 429)})
+    200: {"content": SSE}, **errors(400, 404, 409, 429, 503)})
 async def post_message(request: Request, session_id: str, body: AgentMessage):
     state = state_of(request)
     pool = _pool(request)

@@ -28,7 +28,9 @@ WHY = {400: "The request cannot be served as sent (the message says why; `param`
        413: "The body is larger than the server allows.",
        422: "A field is missing or invalid (`param` names it).",
        429: "Too many requests, or the server is busy: retry after `Retry-After` seconds.",
-       500: "An internal error (the server log has the details)."}
+       500: "An internal error (the server log has the details).",
+       503: "The session store cannot take writes (disk full, read-only): the request stopped at the "
+            "first step it could not save; reads still work; retry after `Retry-After` seconds."}
 
 
 def errors(*statuses: int) -> dict:
@@ -76,8 +78,9 @@ def _run_facts(schema: dict, state) -> None:
 def _retry_after(schema: dict) -> None:
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
-            if "429" in operation.get("responses", {}):
-                operation["responses"]["429"]["headers"] = RETRY_AFTER
+            for status in ("429", "503"):
+                if status in operation.get("responses", {}):
+                    operation["responses"][status]["headers"] = RETRY_AFTER
 
 
 def _session_links(schema: dict) -> None:

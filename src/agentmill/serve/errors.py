@@ -3,7 +3,8 @@
 400 bad request · 401 missing or bad key · 404 unknown model/session/route · 409 session busy ·
 405 method not allowed (with Allow) · 413 body too large · 422 invalid fields (param = the
 field, e.g. ``messages[0].role``; a field OpenAI has and we do not honour, `UNSUPPORTED`: 400) ·
-429 rate limit (with Retry-After) · 500 internal (the traceback goes to the server log only).
+429 rate limit (with Retry-After) · 500 internal (the traceback goes to the server log only) ·
+503 the session store cannot take writes (disk full, read-only; with Retry-After; reads still work).
 """
 
 from __future__ import annotations
@@ -47,13 +48,18 @@ def as_api_error(err: BaseException) -> ApiError:
         return err
     if isinstance(err, AgentmillError):
         from agentmill.media import MediaError
-        from agentmill.store import SessionNotFound
+        from agentmill.store import SessionNotFound, StoreUnavailable
 
         if isinstance(err, MediaError):
             return ApiError(err.status, str(err), param=err.param, code=err.code)
 
         if isinstance(err, SessionNotFound):
             return ApiError(404, str(err), param="session_id", code="session_not_found")
+        if isinstance(err, StoreUnavailable):  # the operator must act: say so in the log too
+            log.error("%s", err)
+            return ApiError(503, "the session store cannot save now (the server log says why): the request "
+                            "stopped at the first step it could not save; reading sessions still works",
+                            code="store_unavailable", headers={"Retry-After": "30"})
         return ApiError(400, str(err))
     log.error("internal error", exc_info=(type(err), err, err.__traceback__))
     return ApiError(500, "internal server error (see the server log)", code="internal_error")

@@ -11,10 +11,11 @@ from agentmill.store.sessions import (
     SessionStore,
     StoredMessage,
     StoreError,
+    StoreUnavailable,
     default_store_path,
     open_store,
 )
 from agentmill.store.sqlite import SQLiteSessionStore
 
 __all__ = ["Session", "SessionExists", "SessionNotFound", "SessionStore", "SQLiteSessionStore",
-           "StoredMessage", "StoreError", "default_store_path", "open_store"]
+           "StoredMessage", "StoreError", "StoreUnavailable", "default_store_path", "open_store"]

@@ -20,6 +20,11 @@ class StoreError(AgentmillError):
     """The session store cannot do what was asked (unreadable file, unserialisable message, ...)."""
 
 
+class StoreUnavailable(StoreError):
+    """The store cannot take a write now (disk full, read-only file or mount, I/O error, locked
+    too long): nothing was written, reads still work, and the same write may succeed later."""
+
+
 class SessionNotFound(StoreError):
     """No session with this id: a typo, or it was deleted."""
 

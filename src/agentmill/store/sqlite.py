@@ -30,7 +30,13 @@ from agentmill.store.sessions import (
     SessionStore,
     StoredMessage,
     StoreError,
+    StoreUnavailable,
 )
+
+# SQLite's answers to a write that the machine, not the request, refused (extended codes too:
+# SQLITE_IOERR_WRITE, SQLITE_READONLY_DBMOVED, ...)
+UNWRITABLE = ("SQLITE_FULL", "SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_BUSY", "SQLITE_LOCKED",
+              "SQLITE_CANTOPEN", "SQLITE_PROTOCOL")
 
 
 class SQLiteSessionStore(SessionStore):
@@ -167,14 +173,23 @@ class SQLiteSessionStore(SessionStore):
             try:
                 self._db.execute(f"BEGIN {mode}")
             except sqlite3.OperationalError as err:  # e.g. another process held the lock too long
-                raise StoreError(f"session store {self.path}: {err}") from err
+                raise self._unavailable(err) from err
             try:
                 yield self._db
                 self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
+            except BaseException as err:
+                if self._db.in_transaction:  # SQLite has already rolled back after SQLITE_FULL
                     self._db.execute("ROLLBACK")
+                if isinstance(err, sqlite3.OperationalError) and _unwritable(err):
+                    raise self._unavailable(err) from err
                 raise
+
+    def _unavailable(self, err: sqlite3.Error) -> StoreError:
+        name = getattr(err, "sqlite_errorname", "")
+        if not _unwritable(err):
+            return StoreError(f"session store {self.path}: {err}")
+        return StoreUnavailable(f"the session store {self.path} cannot take writes now: {err} ({name}); "
+                                "nothing was written, reading still works")
 
     def _update_session(self, session_id: str, assignments: str, values: tuple) -> None:
         with self._transaction() as db:
@@ -211,6 +226,10 @@ class SQLiteSessionStore(SessionStore):
                         db.execute(statement)
             if version != SCHEMA_VERSION:
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _unwritable(err: sqlite3.Error) -> bool:
+    return str(getattr(err, "sqlite_errorname", "")).startswith(UNWRITABLE)
 
 
 def _exists(db: sqlite3.Connection, session_id: str) -> bool:
