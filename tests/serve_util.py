@@ -9,6 +9,7 @@ import json
 import socket
 import threading
 import time
+from pathlib import Path
 
 import torch
 
@@ -54,6 +55,46 @@ def build_run(root, tokenizer):
                 "tools": {"modules": [], "settings": {}}}
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
+
+
+# `agentmill serve` as a user runs it (the engine on the main thread), with the test's settings
+SERVE = """
+import os, sys
+from pathlib import Path
+from agentmill.serve.server import serve
+from agentmill.serve.settings import ServeSettings
+serve(Path(sys.argv[1]), port=int(sys.argv[2]), db=Path(sys.argv[3]),
+      settings=ServeSettings.model_validate_json(os.environ["SERVE_SETTINGS"]))
+"""
+
+
+def served_process(run_dir, db, settings, log, port: int | None = None, home=None):
+    """(process, base URL) of the run served in its own process, once /health answers; its output
+    goes to the file `log`."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    port = port or free_port()
+    env = {**os.environ, "SERVE_SETTINGS": settings.model_dump_json(),
+           "AGENTMILL_HOME": str(home or Path(db).parent)}
+    with open(log, "ab") as out:
+        process = subprocess.Popen([sys.executable, "-c", SERVE, str(run_dir), str(port), str(db)],
+                                   env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.time() > deadline:
+            process.kill()
+            raise RuntimeError("the served run did not start: " + Path(log).read_text()[-3000:])
+        time.sleep(0.2)
 
 
 def free_port() -> int:

@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -15,7 +14,7 @@ import pytest
 
 from agentmill.serve import ServeSettings
 from fuzz_hooks import BODY_LIMIT
-from serve_util import build_run, free_port
+from serve_util import build_run, served_process
 
 TESTS = Path(__file__).resolve().parent
 CAP = 16
@@ -26,38 +25,14 @@ def run_dir(tmp_path_factory, tokenizer):
     return build_run(tmp_path_factory.mktemp("contract") / "run", tokenizer)
 
 
-# `agentmill serve` as a user runs it (the engine on the main thread), with the limits of the fuzz:
-# a context longer than any body the fuzzer sends, so that no schema-valid prompt is too long
-SERVE = """
-import os, sys
-from pathlib import Path
-from agentmill.serve.server import serve
-from agentmill.serve.settings import ServeSettings
-serve(Path(sys.argv[1]), port=int(sys.argv[2]), db=Path(sys.argv[3]),
-      settings=ServeSettings.model_validate_json(os.environ["FUZZ_SETTINGS"]))
-"""
-
-
+# the limits of the fuzz: a context longer than any body the fuzzer sends, so that no schema-valid
+# prompt is too long
 @pytest.fixture(scope="module")
 def server(run_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("served")
     settings = ServeSettings(max_tokens_cap=CAP, rate_per_minute=1_000_000, max_body_bytes=BODY_LIMIT,
                              context_tokens=2 * BODY_LIMIT, media_dir=folder / "media")
-    port = free_port()
-    env = {**os.environ, "FUZZ_SETTINGS": settings.model_dump_json(), "AGENTMILL_HOME": str(folder)}
-    process = subprocess.Popen([sys.executable, "-c", SERVE, str(run_dir), str(port), str(folder / "s.db")],
-                               env=env, stdout=subprocess.DEVNULL, stderr=open(folder / "server.log", "wb"))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            raise RuntimeError("the served run did not start: " + (folder / "server.log").read_text()[-3000:])
-        time.sleep(0.2)
+    process, url = served_process(run_dir, folder / "s.db", settings, folder / "server.log")
     yield url
     process.terminate()
     process.wait(timeout=30)
