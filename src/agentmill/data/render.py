@@ -86,6 +86,39 @@ def content_text(content) -> str:
     return content
 
 
+# the markup that frames tool use in a rendering: text from outside must never print it
+TOOL_TAGS = ("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<tools>", "</tools>")
+_DEFUSERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def defuse(tokenizer, text: str) -> str:
+    """Text that came from outside (a user, a tool's result, a knowledge page, OCR, a transcript)
+    as plain data: every special token (``<|im_end|>``, ``<|im_start|>``, ...) and tool tag in it
+    is written with ``&lt;``/``&gt;``, so it tokenizes as ordinary text and cannot end a turn,
+    open a system message or fake a tool call or result. The tokenizer parses special-token text
+    anywhere in a rendering, so this is the only place it can be stopped."""
+    pattern = _DEFUSERS.get(tokenizer) if _weakable(tokenizer) else None
+    if pattern is None:
+        special = {tok for tok in getattr(tokenizer, "all_special_tokens", []) if len(tok) > 1}
+        special |= {tok.content for tok in getattr(tokenizer, "added_tokens_decoder", {}).values()
+                    if tok.special and len(tok.content) > 1}
+        markup = sorted(special | set(TOOL_TAGS), key=len, reverse=True)
+        pattern = re.compile("|".join(map(re.escape, markup)))
+        if _weakable(tokenizer):
+            _DEFUSERS[tokenizer] = pattern
+    if not text or "<" not in text:
+        return text
+    return pattern.sub(lambda m: m.group(0).replace("<", "&lt;").replace(">", "&gt;"), text)
+
+
+def _weakable(obj) -> bool:
+    try:
+        weakref.ref(obj)
+        return True
+    except TypeError:
+        return False
+
+
 def _tool_call_block(call: dict) -> str:
     fn = call.get("function", call)
     arguments = fn.get("arguments", {})
@@ -98,6 +131,11 @@ def _tool_call_block(call: dict) -> str:
     return f"<tool_call>\n{body}\n</tool_call>"
 
 
+# roles whose text comes from outside: what a user typed (or a client relayed) and what a tool
+# returned; system prompts and the model's own turns are the run's
+UNTRUSTED = ("user", "tool")
+
+
 def to_template_messages(tokenizer, messages: list[dict], tools: list[dict] | None = None) -> list[dict]:
     """Messages as the tokenizer's template can print them.
 
@@ -106,15 +144,18 @@ def to_template_messages(tokenizer, messages: list[dict], tools: list[dict] | No
     ``<tool_call>\\n{"name": ..., "arguments": {...}}\\n</tool_call>`` blocks after the content,
     tool results become role "tool" with ``<tool_response>`` tags, and `tools` (when the
     template ignores them) are described in the system message inside ``<tools>``, one
-    compact line each (`describe_tool`).
+    compact line each (`describe_tool`). User and tool text is `defuse`d: data, never markup.
     """
     template = _template(tokenizer)
     if "tool_calls" in template:
-        out = [dict(m) for m in messages]
+        out = [dict(m, content=defuse(tokenizer, content_text(m.get("content"))))
+               if m["role"] in UNTRUSTED and m.get("content") is not None else dict(m) for m in messages]
     else:
         out = []
         for m in messages:
             content = content_text(m.get("content"))
+            if m["role"] in UNTRUSTED:
+                content = defuse(tokenizer, content)
             if m["role"] == "assistant" and m.get("tool_calls"):
                 blocks = [_tool_call_block(c) for c in m["tool_calls"]]
                 content = "\n".join(([content] if content else []) + blocks)
