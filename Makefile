@@ -8,7 +8,7 @@ TORCH_PIN := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/de
 # apt-get needs root: plain for root (a fresh container), through sudo for anyone else
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install install-test install-bench demo test test-unit test-integration fuzz bench bench-quick quality clean
+.PHONY: install install-test install-bench demo test test-unit test-integration fuzz soak bench bench-quick quality clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ bench-quick: install-bench
 # the example's agent over 3 seeds, every held-out record scored (about 45 minutes on 2 cores)
 quality: install-test
 	$(PY) bench/quality.py
+
+# 20 minutes of mixed load on a served tiny run: no 5xx, nothing stuck, memory flat (SOAK_MINUTES to vary)
+SOAK_MINUTES ?= 20
+soak: install-test
+	$(PY) bench/soak.py --minutes $(SOAK_MINUTES)
 
 demo: install
 	$(VENV)/bin/agentmill demo
