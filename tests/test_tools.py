@@ -410,3 +410,13 @@ def test_optional_without_default_is_called_with_none_and_defaults_are_kept():
     assert page.parameters["required"] == []
     assert page.run({}) == "[10,null]"
     assert page.run({"size": None, "after": "x"}) == '[null,"x"]'
+
+
+def test_tools_confirm_names_real_tools_and_follows_subsets():
+    from agentmill.tools.setup import registry_from_spec
+
+    registry = registry_from_spec({"confirm": ["calculator"]})
+    assert registry.confirm == {"calculator"} and registry.subset(["calculator"]).confirm == {"calculator"}
+    assert registry.subset([]).confirm == set()
+    with pytest.raises(AgentmillError, match="unknown tool 'calculater'"):
+        registry_from_spec({"confirm": ["calculater"]})

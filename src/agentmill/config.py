@@ -142,6 +142,11 @@ class ToolsSpec(_Strict):
     settings: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Settings of built-in tools, e.g. knowledge_search: {folder: docs}, "
         "account_lookup: {database: bank.sql} (paths relative to the recipe).")
+    confirm: list[str] = Field(
+        default_factory=list, description="Tools whose calls wait for the user when an argument came only from "
+        "text the agent read (a tool's result, an image's text) and not from the user's own words: the defence "
+        "against injected instructions. The agent stops and asks; the user confirms by saying the value "
+        "(e.g. 'yes, NW-66666'). Goal mode asks before every call anyway.")
 
 
 class MediaSettings(_Strict):

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from agentmill.agent.provenance import untrusted_arguments
 from agentmill.agent.router import Router
 from agentmill.agent.steps import (AnswerStep, ModelStep, NoticeStep, RouteStep, Step, ToolResultStep, UserStep,
                                    arguments_key, from_dict, to_dict, to_messages, turns)
@@ -224,6 +225,17 @@ class Agent:
             seen.update(arguments_key(c) for c in calls)
             for call in calls:
                 on_event("tool_call", call)
+                held = self._held(call) if approve is None else []
+                if held:  # an argument only tool output or an image named: the user must say it first
+                    stopped = "confirm"
+                    fn = call["function"]
+                    self._add(ToolResultStep(call["id"], fn["name"], "not run: waiting for the user to confirm "
+                                             f"{', '.join(held)}", error=True))
+                    self._notice(stopped, f"held for your confirmation: {fn['name']}({_args(fn['arguments'])}) uses "
+                                 f"{', '.join(repr(v) for v in held)}, which came from what a tool returned or an "
+                                 "image showed, not from you. To run it, say the value yourself (e.g. \"yes, "
+                                 f"{held[0]}\").", on_event)
+                    break
                 if approve is not None and not approve(call):
                     stopped = "declined"
                     self._add(ToolResultStep(call["id"], call["function"]["name"], "the user declined this call",
@@ -326,6 +338,13 @@ class Agent:
             repaired_any = True
             calls.append(repaired)
         return calls, repaired_any, None
+
+    def _held(self, call: dict) -> list[str]:
+        """The arguments that keep a `tools.confirm` call waiting for the user (none: run it)."""
+        fn = call["function"]
+        if fn["name"] not in getattr(self.tools, "confirm", ()) or not isinstance(fn["arguments"], dict):
+            return []
+        return untrusted_arguments(fn["arguments"], self.steps)
 
     def _execute(self, call: dict) -> ToolResultStep:
         fn = call["function"]

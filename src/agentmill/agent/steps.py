@@ -67,7 +67,7 @@ class AnswerStep:
 class NoticeStep:
     """Something the user must see that is not model output: loop cut, budget hit, trimming."""
 
-    reason: str  # "repeat" | "steps" | "tokens" | "tool_error" | "bad_tool_call" | "trim"
+    reason: str  # "repeat" | "steps" | "tokens" | "tool_error" | "bad_tool_call" | "declined" | "confirm" | "trim"
     text: str
     keep_from: int = 0  # reason "trim": steps before this index are left out of the prompt
     kind: str = field(default="notice", init=False)

@@ -138,6 +138,7 @@ class ToolRegistry:
 
     def __init__(self, tools: Iterable[Tool] = ()):
         self._tools: dict[str, Tool] = {}
+        self.confirm: set[str] = set()  # tools.confirm: calls held when an argument came from tool output
         for t in tools:
             self.add(t)
 
@@ -175,7 +176,9 @@ class ToolRegistry:
             shown = ", ".join(f"'{n}'{_hint(n, self.names(), full=False)}" for n in unknown)
             raise UnknownToolError(f"unknown tool{'s' if len(unknown) > 1 else ''} in the allow-list: {shown} "
                                    f"(tools: {', '.join(self.names()) or 'none'})")
-        return ToolRegistry(self._tools[n] for n in dict.fromkeys(allowed))
+        subset = ToolRegistry(self._tools[n] for n in dict.fromkeys(allowed))
+        subset.confirm = self.confirm & set(allowed)
+        return subset
 
     def schemas(self, names: Iterable[str] | None = None) -> list[dict]:
         """OpenAI tools entries of `names` (default: all), ready for a chat template's `tools=`."""

@@ -15,6 +15,9 @@ def registry_from_spec(spec: dict | None, base_dir: Path | None = None) -> ToolR
     registry = builtin_tools(spec.get("settings"), base_dir)
     for module in spec.get("modules") or []:
         registry.load_module(module, base_dir)
+    for name in spec.get("confirm") or []:
+        registry.get(name)  # an unknown name is an error naming it, not a silent no-op
+    registry.confirm = set(spec.get("confirm") or [])
     return registry
 
 
