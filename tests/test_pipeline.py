@@ -144,7 +144,7 @@ def test_train_writes_a_complete_run_directory(recipe_path, tmp_path):
     assert ev["tasks"]["router"]["records"] == len(held)
     # tools: the task's allow-list and system prompt are in the manifest; tool use is measured
     assert manifest["tasks"]["cs"]["tools"] == ["calculator"] and manifest["tasks"]["cs"]["system"] == "You help."
-    assert manifest["tools"] == {"modules": [], "settings": {}}
+    assert manifest["tools"] == {"modules": [], "settings": {}, "confirm": []}
     assert 0 <= ev["tasks"]["cs"]["tool_call_exact"] <= 1 and ev["tasks"]["cs"]["tool_records"] >= 1
     assert "tool_call_exact" not in ev["tasks"]["tutor"]
     # `agentmill eval` encodes each task as its stage did (crosstask: max_length 384, not 128)
