@@ -25,7 +25,6 @@ import contextlib
 import datetime
 import io
 import json
-import re
 import shutil
 import sys
 import tempfile
@@ -242,7 +241,7 @@ def main() -> None:
         print_summary(summarise([json.loads(line) for line in args.summarise.read_text().splitlines() if line]))
         return
 
-    from run import machine
+    from run import cpu_slug, machine
 
     from agentmill.media import MediaBackends
     from agentmill.media.settings import media_settings_of
@@ -264,7 +263,7 @@ def main() -> None:
     started = time.perf_counter()
     arms = [a == "on" for a in args.arms.split(",")]
     info = machine()
-    cpu = re.sub(r"[^A-Za-z0-9]+", "-", info["cpu"]["model"]).strip("-")
+    cpu = cpu_slug(info["cpu"]["model"])
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"injection-{datetime.date.today().isoformat()}-{cpu}.json"
     partial = path.with_suffix(".partial.jsonl")  # every case as it ends: an interrupted run keeps them

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import re
 import shutil
 import statistics
 import subprocess
@@ -125,7 +124,7 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(HERE))
-    from run import machine
+    from run import cpu_slug, machine
 
     started = time.perf_counter()
     runs = []
@@ -142,7 +141,7 @@ def main() -> None:
     info = machine()
     out = {"date": datetime.date.today().isoformat(), "profile": args.profile, "seeds": args.seeds,
            "wall_s": round(time.perf_counter() - started, 1), "machine": info, "table": table, "runs": runs}
-    cpu = re.sub(r"[^A-Za-z0-9]+", "-", info["cpu"]["model"]).strip("-")
+    cpu = cpu_slug(info["cpu"]["model"])
     path = HERE / "results" / f"quality-{out['date']}-{cpu}.json"
     path.write_text(json.dumps(out, indent=2))
     print(f"\nwall time {out['wall_s'] / 60:.1f} min; written to {path.relative_to(ROOT)}")

@@ -111,9 +111,13 @@ def print_targets(rows) -> None:
         print(f"  {what:<{width}}  {target:>10}  {measured:>9}  {mark}")
 
 
+def cpu_slug(cpu: str) -> str:
+    """A CPU model as the file-name part of a result: "Intel(R) Xeon(R) Processor" -> "Intel-R-Xeon-R-Processor"."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", cpu).strip("-")[:60] or "cpu"
+
+
 def results_path(cpu: str) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", cpu).strip("-")[:60] or "cpu"
-    return HERE / "results" / f"{datetime.date.today().isoformat()}-{slug}.json"
+    return HERE / "results" / f"{datetime.date.today().isoformat()}-{cpu_slug(cpu)}.json"
 
 
 def main():

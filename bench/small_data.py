@@ -129,7 +129,9 @@ def main() -> None:
             continue
         print(f"{r['size']:>5}  {r['arm']:<20} {r['heldout_accuracy']:>12.3f} {r['steps']:>6} {r['train_s']:>8.0f}")
     stamp = datetime.date.today().isoformat()
-    cpu = re.sub(r"[^A-Za-z0-9]+", "-", cpu_model()).strip("-")
+    from run import cpu_slug
+
+    cpu = cpu_slug(cpu_model())
     path = HERE / "results" / f"small-data-{stamp}-{cpu}.json"
     path.write_text(json.dumps({"cpu": cpu_model(), "heldout": HELDOUT, "results": results}, indent=1))
     print(f"\nwritten to {path}")

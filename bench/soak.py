@@ -21,7 +21,6 @@ import asyncio
 import datetime
 import json
 import random
-import re
 import statistics
 import sys
 import tempfile
@@ -199,7 +198,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
 
-    from run import machine
+    from run import cpu_slug, machine
     from serve_util import build_run, served_process
 
     from agentmill.model.load import load_tokenizer
@@ -252,7 +251,7 @@ def main() -> None:
               "rss_mb": {"after_warmup": round(first, 1), "end": round(last, 1), "growth": round(growth, 1),
                          "bound": args.rss_bound_mb, "peak": round(max(mb for _, mb, _ in samples), 1)},
               "checks": checks, "passed": all(checks.values()), "machine": info}
-    cpu = re.sub(r"[^A-Za-z0-9]+", "-", info["cpu"]["model"]).strip("-")
+    cpu = cpu_slug(info["cpu"]["model"])
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"soak-{result['date']}-{cpu}"
     plot(samples, warmup_s, stem.with_suffix(".png"),

@@ -97,26 +97,34 @@ def defuse(tokenizer, text: str) -> str:
     is written with ``&lt;``/``&gt;``, so it tokenizes as ordinary text and cannot end a turn,
     open a system message or fake a tool call or result. The tokenizer parses special-token text
     anywhere in a rendering, so this is the only place it can be stopped."""
-    pattern = _DEFUSERS.get(tokenizer) if _weakable(tokenizer) else None
-    if pattern is None:
-        special = {tok for tok in getattr(tokenizer, "all_special_tokens", []) if len(tok) > 1}
-        special |= {tok.content for tok in getattr(tokenizer, "added_tokens_decoder", {}).values()
-                    if tok.special and len(tok.content) > 1}
-        markup = sorted(special | set(TOOL_TAGS), key=len, reverse=True)
-        pattern = re.compile("|".join(map(re.escape, markup)))
-        if _weakable(tokenizer):
-            _DEFUSERS[tokenizer] = pattern
     if not text or "<" not in text:
         return text
-    return pattern.sub(lambda m: m.group(0).replace("<", "&lt;").replace(">", "&gt;"), text)
+    return _markup(tokenizer).sub(lambda m: m.group(0).replace("<", "&lt;").replace(">", "&gt;"), text)
 
 
-def _weakable(obj) -> bool:
+def _markup(tokenizer) -> "re.Pattern":
+    """The tokenizer's special tokens and the tool tags, longest first, as one pattern (cached)."""
     try:
-        weakref.ref(obj)
-        return True
+        return _DEFUSERS[tokenizer]
+    except (KeyError, TypeError):
+        pass
+    special = {tok for tok in getattr(tokenizer, "all_special_tokens", []) if len(tok) > 1}
+    special |= {tok.content for tok in getattr(tokenizer, "added_tokens_decoder", {}).values()
+                if tok.special and len(tok.content) > 1}
+    pattern = re.compile("|".join(map(re.escape, sorted(special | set(TOOL_TAGS), key=len, reverse=True))))
+    try:
+        _DEFUSERS[tokenizer] = pattern
     except TypeError:
-        return False
+        pass
+    return pattern
+
+
+def _defused(tokenizer, content):
+    """Message content with its text defused, in the shape it came (a string or OpenAI parts)."""
+    if isinstance(content, list):
+        return [dict(p, text=defuse(tokenizer, p["text"])) if isinstance(p, dict) and isinstance(p.get("text"), str)
+                else p for p in content]
+    return defuse(tokenizer, content) if isinstance(content, str) else content
 
 
 def _tool_call_block(call: dict) -> str:
@@ -148,8 +156,8 @@ def to_template_messages(tokenizer, messages: list[dict], tools: list[dict] | No
     """
     template = _template(tokenizer)
     if "tool_calls" in template:
-        out = [dict(m, content=defuse(tokenizer, content_text(m.get("content"))))
-               if m["role"] in UNTRUSTED and m.get("content") is not None else dict(m) for m in messages]
+        out = [dict(m, content=_defused(tokenizer, m["content"])) if m["role"] in UNTRUSTED and "content" in m
+               else dict(m) for m in messages]
     else:
         out = []
         for m in messages:
