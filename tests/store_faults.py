@@ -35,3 +35,16 @@ def read_only(store):
 
 
 FAULTS = {"disk_full": disk_full, "read_only": read_only}
+
+
+@contextlib.contextmanager
+def files_read_only(monkeypatch):
+    """Every SQLite file the store opens in this block opens as on a read-only mount (`mode=ro`)."""
+    connect = sqlite3.connect
+
+    def read_only_connect(path, *args, uri=False, **kwargs):
+        return connect(f"file:{path}?mode=ro", *args, uri=True, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr("agentmill.store.sqlite.sqlite3.connect", read_only_connect)
+        yield

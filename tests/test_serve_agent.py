@@ -8,9 +8,9 @@ import pytest
 
 from agentmill.model.run import RunModel
 from agentmill.serve import ServeSettings, create_app
-from agentmill.store import SQLiteSessionStore
+from agentmill.store import SQLiteSessionStore, StoredMessage
 from serve_util import build_run, live_server, script_outputs
-from store_faults import FAULTS
+from store_faults import FAULTS, files_read_only
 
 CALC = '<tool_call>\n{"name": "calculator", "arguments": {"expression": "2+3"}}\n</tool_call>'
 
@@ -130,3 +130,22 @@ def test_a_store_that_cannot_write_is_a_503_and_reads_keep_working(server, fault
     assert [s["kind"] for s in turn["steps"]] == ["user", "route", "answer"]
     after = h.get(f"/v1/agent/sessions/{sid}").json()["messages"]
     assert after[:len(before)] == before and [m["kind"] for m in after] == ["user", "route", "answer"] * 2
+
+
+def test_a_server_started_on_a_read_only_store_serves_its_sessions_and_503s_writes(tmp_path, tokenizer, monkeypatch):
+    writable = SQLiteSessionStore(tmp_path / "s.db")
+    sid = writable.create(title="kept").id
+    writable.append(sid, StoredMessage("user", "acknowledged", kind="user"))
+    writable.close()
+    run = RunModel.load(build_run(tmp_path / "run", tokenizer))
+    with files_read_only(monkeypatch):
+        store = SQLiteSessionStore(tmp_path / "s.db")  # before: the server refused to start
+    app = create_app(run, store=store, settings=ServeSettings(agent_max_new_tokens=8))
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=60) as h:
+        assert [m["content"] for m in h.get(f"/v1/agent/sessions/{sid}").json()["messages"]] == ["acknowledged"]
+        for r in (h.post(f"/v1/agent/sessions/{sid}/messages", json={"content": "hi", "task": "t1"}),
+                  h.post("/v1/agent/sessions")):
+            assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable"
+        assert h.post("/v1/chat/completions", json={"model": "t1", "max_tokens": 2,
+                                                    "messages": [{"role": "user", "content": "hi"}]}).status_code == 200
+    store.close()

@@ -36,7 +36,7 @@ from agentmill.store import (
 )
 from agentmill.store.schema import SCHEMA_VERSION
 from agentmill.ui.sessions_cmd import sessions_app
-from store_faults import FAULTS
+from store_faults import FAULTS, files_read_only
 from store_writer import message_content
 
 WRITER = Path(__file__).with_name("store_writer.py")
@@ -381,7 +381,65 @@ def test_a_store_that_cannot_write_says_so_writes_nothing_and_still_reads(tmp_pa
         assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
-def test_a_schema_1_file_is_upgraded_in_place(tmp_path):
+def test_a_store_that_is_read_only_when_opened_serves_reads_and_refuses_writes(tmp_path, monkeypatch):
+    path = tmp_path / "s.db"
+    store = SQLiteSessionStore(path)
+    assert store.cannot_write() is None
+    kept = store.create(title="kept")
+    store.append(kept.id, StoredMessage("user", "acknowledged"))
+    store.close()
+    with files_read_only(monkeypatch):
+        store = SQLiteSessionStore(path)  # before: "not a usable session store" (the schema check wrote)
+        assert "readonly" in store.cannot_write()
+        assert [m.content for m in store.messages(kept.id)] == ["acknowledged"]
+        assert [s.title for s in store.list()] == ["kept"]
+        for write in (lambda: store.create(), lambda: store.append(kept.id, StoredMessage("user", "lost?")),
+                      lambda: store.delete(kept.id)):
+            with pytest.raises(StoreUnavailable, match="cannot take writes now"):
+                write()
+        store.close()
+    store = SQLiteSessionStore(path)  # writable again: nothing changed, writes go on
+    assert store.cannot_write() is None
+    assert [m.content for m in store.messages(kept.id)] == ["acknowledged"]
+    assert store.append(kept.id, StoredMessage("user", "later")) == 2
+    store.close()
+
+
+def test_a_read_only_store_that_needs_its_schema_written_says_so(tmp_path, monkeypatch):
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as raw:
+        raw.execute("CREATE TABLE sessions (id TEXT PRIMARY KEY)")
+        raw.execute("PRAGMA user_version = 1")
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    with files_read_only(monkeypatch):
+        with pytest.raises(StoreError, match=r"old\.db is in schema 1 and needs upgrading to .*cannot be written"):
+            SQLiteSessionStore(old)
+        with pytest.raises(StoreError, match=r"empty\.db has no tables yet, but cannot be written"):
+            SQLiteSessionStore(empty)
+
+
+def test_media_grants_are_an_index_lookup_and_go_with_their_session(tmp_path):
+    store = SQLiteSessionStore(tmp_path / "s.db")
+    session = store.create(owner="key:me")
+    odd = {"media": ["text", 3, None, {"sha256": ["x"]}, {"type": "image"}, {"sha256": "e" * 64}]}
+    store.append(session.id, StoredMessage("user", "look", kind="user", meta=odd))
+    store.append(session.id, StoredMessage("user", "again", kind="user", meta={"media": [{"sha256": "e" * 64}]}))
+    store.append(session.id, StoredMessage("user", "no media", kind="user", meta={"media": "not a list"}))
+    assert not store.holds_media("text", "key:me")
+    traced = []
+    store._db.set_trace_callback(traced.append)  # the statement holds_media runs, values bound
+    assert store.holds_media("e" * 64, "key:me")
+    store._db.set_trace_callback(None)
+    plan = " ".join(str(row) for row in store._db.execute(f"EXPLAIN QUERY PLAN {traced[-1]}"))
+    assert "messages" not in plan and "SEARCH media" in plan  # an index probe, no scan of the messages
+    store.delete(session.id)
+    assert not store.holds_media("e" * 64, "key:me")
+    assert store._db.execute("SELECT COUNT(*) FROM media").fetchone() == (0,)
+    store.close()
+
+
+def test_an_older_file_is_upgraded_in_place(tmp_path):
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as raw:  # what agentmill wrote before sessions had owners
         raw.execute("CREATE TABLE sessions (id TEXT PRIMARY KEY, title TEXT NOT NULL DEFAULT '', "
@@ -394,11 +452,16 @@ def test_a_schema_1_file_is_upgraded_in_place(tmp_path):
         raw.execute("INSERT INTO sessions VALUES ('0123456789ab', 'old', 1.0, 2.0, 3, 4, 'runs/x')")
         raw.execute("INSERT INTO messages VALUES ('0123456789ab', 1, 'user', 'hello', NULL, NULL, NULL, NULL, "
                     "NULL, NULL, 'user', NULL, 1.5)")
+        media = json.dumps({"media": [{"type": "image", "sha256": "a" * 64}, "odd", {"sha256": 7}]})
+        raw.execute("INSERT INTO messages VALUES ('0123456789ab', 2, 'user', 'look', NULL, NULL, NULL, NULL, "
+                    "NULL, NULL, 'user', ?, 1.6)", (media,))
         raw.execute("PRAGMA user_version = 1")
     store = SQLiteSessionStore(path)
     old = store.get("0123456789ab")
     assert (old.title, old.prompt_tokens, old.run, old.owner) == ("old", 3, "runs/x", None)
-    assert [m.content for m in store.messages(old.id)] == ["hello"]
+    assert [m.content for m in store.messages(old.id)] == ["hello", "look"]
+    # schema 3 indexes media digests: those stored before are found (and nothing else)
+    assert store.holds_media("a" * 64, None) and not store.holds_media("7", None)
     assert store.create(owner="key:k").owner == "key:k"
     store.close()
     with sqlite3.connect(path) as raw:

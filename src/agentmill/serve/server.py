@@ -10,6 +10,7 @@ import signal
 import threading
 from pathlib import Path
 
+from agentmill.serve.errors import log
 from agentmill.serve.settings import ServeSettings, check_bind, keys_from_env
 
 
@@ -30,6 +31,10 @@ def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 8000, api_keys: li
 
     run = RunModel.load(run_dir)
     store = open_store(db)
+    problem = store.cannot_write()
+    if problem is not None:  # it serves anyway: reads work, each write answers 503 until the store can write
+        log.warning("the session store %s cannot take writes: %s; sessions can be read, each write answers 503 "
+                    "(store_unavailable) until it can", getattr(store, "path", db), problem)
     settings = (settings or ServeSettings()).model_copy(update={"api_keys": keys, "decoder": decoder,
                                                                 "media": media_settings_of(run)})
     app = create_app(run, store=store, settings=settings)

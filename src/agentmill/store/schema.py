@@ -12,7 +12,7 @@ from agentmill.store.sessions import StoredMessage, StoreError
 
 # PRAGMA user_version of a store this code wrote; bump it and add a migration step when the
 # tables change, so an older file is upgraded in place instead of misread.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = [
     """CREATE TABLE sessions (
@@ -44,15 +44,40 @@ SCHEMA = [
     "CREATE INDEX sessions_by_updated ON sessions (updated)",
 ]
 
+# Which session's user messages carry the media with this SHA-256 (what /v1/agent/media may
+# serve to whom): kept beside the messages so the lookup is an index probe, not a JSON scan of
+# every user message.
+MEDIA_TABLE = [
+    """CREATE TABLE media (
+        sha256 TEXT NOT NULL,
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        PRIMARY KEY (sha256, session_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX media_by_session ON media (session_id)",
+]
+SCHEMA += MEDIA_TABLE
+
+# a meta["media"] element's digest (CASE: json_extract of a non-object element would fail on its text)
+_DIGEST = "CASE WHEN j.type = 'object' THEN json_extract(j.value, '$.sha256') END"
+# index one user message's media (parameters: session id, kind, meta JSON)
+INDEX_MEDIA = (f"INSERT OR IGNORE INTO media (session_id, sha256) SELECT ?1, digest FROM "
+               f"(SELECT {_DIGEST} AS digest FROM json_each(?3, '$.media') j WHERE ?2 = 'user') "
+               "WHERE typeof(digest) = 'text'")
+
 # MIGRATIONS[v] takes a store of schema v to v + 1
 MIGRATIONS = {
     1: ["ALTER TABLE sessions ADD COLUMN owner TEXT"],  # sessions owned by an API key
+    2: MEDIA_TABLE + [  # media digests indexed, filled from the messages already stored
+        f"INSERT OR IGNORE INTO media (session_id, sha256) SELECT session_id, digest FROM "
+        f"(SELECT m.session_id, {_DIGEST} AS digest FROM messages m, json_each(m.meta, '$.media') j "
+        "WHERE m.kind = 'user') WHERE typeof(digest) = 'text'"],
 }
 
 SESSION_COLUMNS = "id, title, created, updated, prompt_tokens, completion_tokens, run, owner"
 
 MESSAGE_COLUMNS = ("seq, role, content, tool_calls, task, adapter, latency_ms, "
                    "tool_call_id, name, kind, meta, created")
+META_AT = MESSAGE_COLUMNS.split(", ").index("meta") - 1  # meta's place in a message_row tuple (no seq)
 
 
 def message_row(message: StoredMessage, now: float, position: int, total: int) -> tuple:

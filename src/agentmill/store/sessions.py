@@ -110,6 +110,11 @@ class SessionStore(abc.ABC):
     def list(self, limit: int | None = None) -> list[Session]:
         """Sessions, most recently updated first."""
 
+    def cannot_write(self) -> str | None:
+        """Why the store cannot take writes now (a read-only file, a full disk), or None. A store
+        that cannot write still opens and reads; each write raises StoreUnavailable."""
+        return None
+
     def append(self, session_id: str, message: StoredMessage) -> int:
         """Store one message and return its seq once it is durable."""
         return self.append_many(session_id, [message])[0]

@@ -21,8 +21,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from agentmill.store.schema import (MESSAGE_COLUMNS, MIGRATIONS, SCHEMA, SCHEMA_VERSION, SESSION_COLUMNS,
-                                    message_from_row, message_row)
+from agentmill.store.schema import (INDEX_MEDIA, MESSAGE_COLUMNS, META_AT, MIGRATIONS, SCHEMA, SCHEMA_VERSION,
+                                    SESSION_COLUMNS, message_from_row, message_row)
 from agentmill.store.sessions import (
     Session,
     SessionExists,
@@ -107,6 +107,7 @@ class SQLiteSessionStore(SessionStore):
     def delete(self, session_id: str) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM messages WHERE session_id = ?", (session_id,))
+            db.execute("DELETE FROM media WHERE session_id = ?", (session_id,))
             if db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount == 0:
                 raise SessionNotFound(session_id)
 
@@ -128,9 +129,10 @@ class SQLiteSessionStore(SessionStore):
             # rolls back the ones already inserted, which is what makes the batch atomic.
             for position, message in enumerate(batch, 1):
                 seq = last + position
+                row = message_row(message, now, position, len(batch))
                 db.execute(f"INSERT INTO messages (session_id, {MESSAGE_COLUMNS}) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           (session_id, seq, *message_row(message, now, position, len(batch))))
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (session_id, seq, *row))
+                db.execute(INDEX_MEDIA, (session_id, message.kind, row[META_AT]))
                 seqs.append(seq)
             db.execute("UPDATE sessions SET updated = MAX(updated, ?) WHERE id = ?", (now, session_id))
         return seqs
@@ -154,11 +156,26 @@ class SQLiteSessionStore(SessionStore):
     def holds_media(self, digest: str, owner: str | None) -> bool:
         with self._lock:
             row = self._db.execute(
-                "SELECT 1 FROM messages m JOIN sessions s ON s.id = m.session_id "
-                "WHERE m.kind = 'user' AND (s.owner IS NULL OR s.owner = ?) AND EXISTS ("  # Session.readable_by
-                "SELECT 1 FROM json_each(m.meta, '$.media') j WHERE json_extract(j.value, '$.sha256') = ?) LIMIT 1",
-                (owner, digest)).fetchone()
+                "SELECT 1 FROM media JOIN sessions s ON s.id = media.session_id "
+                "WHERE media.sha256 = ? AND (s.owner IS NULL OR s.owner = ?) LIMIT 1",  # Session.readable_by
+                (digest, owner)).fetchone()
         return row is not None
+
+    def cannot_write(self) -> str | None:
+        # BEGIN IMMEDIATE succeeds on a read-only file: write the header's user_version unchanged, roll back
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                (version,) = self._db.execute("PRAGMA user_version").fetchone()
+                self._db.execute(f"PRAGMA user_version = {int(version)}")
+                return None
+            except sqlite3.OperationalError as err:
+                if not _unwritable(err):
+                    raise
+                return f"{err} ({getattr(err, 'sqlite_errorname', '')})"
+            finally:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
 
     def close(self) -> None:
         with self._lock:
@@ -200,18 +217,31 @@ class SQLiteSessionStore(SessionStore):
 
     def _use_wal(self, busy_timeout: float) -> None:
         """Switch the file to WAL, waiting for other openers: when several processes open a new
-        store at once, SQLite answers "locked" to the mode switch at once instead of waiting."""
+        store at once, SQLite answers "locked" to the mode switch at once instead of waiting.
+        A file that cannot be written keeps its journal mode: it opens for reading."""
         deadline = time.monotonic() + busy_timeout
         while True:
             try:
                 self._db.execute("PRAGMA journal_mode = WAL")
                 return
             except sqlite3.OperationalError as err:
+                if _unwritable(err) and "locked" not in str(err):
+                    return
                 if "locked" not in str(err) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.01)
 
     def _migrate(self) -> None:
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version == SCHEMA_VERSION:
+            return  # nothing to write: a store that cannot take writes still opens, for reading
+        try:
+            self._upgrade()
+        except StoreUnavailable as err:
+            what = "has no tables yet" if version == 0 else f"is in schema {version} and needs upgrading to {SCHEMA_VERSION}"
+            raise StoreError(f"the session store {self.path} {what}, but cannot be written: {err.__cause__}") from err
+
+    def _upgrade(self) -> None:
         with self._transaction() as db:
             (version,) = db.execute("PRAGMA user_version").fetchone()
             if version > SCHEMA_VERSION:
