@@ -394,3 +394,9 @@ def test_provenance_of_arguments():
     assert untrusted_arguments({"account_id": "NW-20001"}, steps) == []  # said by the user
     assert untrusted_arguments({"expression": "20000 * 6"}, steps) == []  # found nowhere: the model's own
     assert untrusted_arguments({"account_id": "NW-313"}, steps) == []  # a prefix of a value is not that value
+    # numbers inside a string argument count, thousands separators or not
+    assert untrusted_arguments({"expression": "round(9999 * 12 / 100, 2)"}, steps) == ["9999"]
+    assert untrusted_arguments({"principal": 9999.0}, steps) == ["9999"]
+    assert untrusted_arguments({"principal": 20000, "years": 5}, steps + [  # typed "$20,000", then a tool echoed it
+        ToolResultStep("c2", "loan_payment", '{"principal": 20000, "monthly": 386.66}'),
+        UserStep("and for $20,000 over 3 years?")]) == []

@@ -241,7 +241,7 @@ def test_account_lookup_known_and_unknown_accounts(account_lookup):
     assert account_lookup(" nw-10642 ")["status"] == "frozen"
     with pytest.raises(ToolExecutionError) as err:
         account_lookup.run({"account_id": "NW-99999"})
-    assert str(err.value) == "account_lookup: no account NW-99999 (account ids look like NW-12345)"
+    assert str(err.value) == "account_lookup: no account NW-99999 (an account id is \"NW-\" then 5 digits)"
 
 
 def test_account_database_is_built_once_and_opened_read_only(account_lookup, home):

@@ -16,6 +16,15 @@ from agentmill.agent.steps import Step, ToolResultStep, UserStep
 MIN_CHARS = 3  # shorter strings ("a", "5") are everywhere: they say nothing about their source
 
 
+def _norm(text: str) -> str:
+    """Lower case, single spaces, digits without thousands separators ("$9,999" -> "$9999")."""
+    return _GROUPED.sub("", " ".join(text.split()).lower())
+
+
+_GROUPED = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
 def _leaves(value) -> list[str]:
     if isinstance(value, dict):
         return [leaf for v in value.values() for leaf in _leaves(v)]
@@ -25,7 +34,7 @@ def _leaves(value) -> list[str]:
         return []
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    text = " ".join(str(value).split()).lower()
+    text = _norm(str(value))
     return [text] if len(text) >= MIN_CHARS else []
 
 
@@ -48,8 +57,7 @@ def sources(steps: list[Step]) -> tuple[str, str]:
             untrusted += [m["text"] for m in step.media if m.get("type") == "image" and m.get("text")]
         elif isinstance(step, ToolResultStep):
             untrusted.append(step.content)
-    norm = lambda parts: " ".join(" ".join(parts).split()).lower()  # noqa: E731
-    return norm(trusted), norm(untrusted)
+    return _norm(" ".join(trusted)), _norm(" ".join(untrusted))
 
 
 def _found(leaf: str, text: str) -> bool:
@@ -57,7 +65,18 @@ def _found(leaf: str, text: str) -> bool:
 
 
 def untrusted_arguments(arguments: dict, steps: list[Step]) -> list[str]:
-    """The argument values that appear in tool output or image text but not in the user's words."""
+    """The argument values that appear in tool output or image text but not in the user's words,
+    and the numbers inside a value that is not itself one of them: a calculator's `"9999 * 12"`
+    carries the 9999 an image gave even though the whole expression is the model's."""
     trusted, untrusted = sources(steps)
-    return [leaf for leaf in dict.fromkeys(_leaves(arguments))
-            if _found(leaf, untrusted) and not _found(leaf, trusted)]
+
+    def read_only_there(text: str) -> bool:
+        return _found(text, untrusted) and not _found(text, trusted)
+
+    held = []
+    for leaf in _leaves(arguments):
+        if read_only_there(leaf):
+            held.append(leaf)
+        else:
+            held += [n for n in _NUMBER.findall(leaf) if n != leaf and len(n) >= MIN_CHARS and read_only_there(n)]
+    return list(dict.fromkeys(held))

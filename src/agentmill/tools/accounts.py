@@ -47,7 +47,7 @@ def make_account_lookup(database: Path) -> Tool:
         except sqlite3.Error as err:
             raise ToolExecutionError(f"the account database failed: {err}") from None
         if row is None:
-            raise ToolExecutionError(f"no account {wanted or '(empty id)'} (account ids look like {example})")
+            raise ToolExecutionError(f"no account {wanted or '(empty id)'} (an account id is {example})")
         found = dict(zip(_FIELDS, row))
         found["balance"] = round(found["balance"], 2)
         return found
@@ -104,9 +104,13 @@ def _build_from_script(script: Path) -> Path:
 
 
 def _id_example(db: Path, source: Path) -> str:
-    """The shape of the database's ids with made-up digits (NW-10234 → NW-12345): a hint, not a real id."""
+    """The shape of the database's ids in words (NW-10234 → "NW- and 5 digits"): an id with made-up
+    digits in the error message was called as it stood (measured: `account_lookup("NW-12345")`
+    right after the error)."""
     with closing(open_readonly(db)) as con:
         row = con.execute("SELECT account_id FROM accounts ORDER BY account_id LIMIT 1").fetchone()
     if row is None:
         raise ToolDefinitionError(f"account_lookup: {source} has no accounts")
-    return re.sub(r"\d+", lambda m: ("1234567890" * 4)[:len(m.group())], str(row[0]))
+    parts = re.findall(r"\d+|\D+", str(row[0]))
+    words = [f"{len(p)} digit{'s' * (len(p) > 1)}" if p.isdigit() else f'"{p}"' for p in parts]
+    return " then ".join(words)
