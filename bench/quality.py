@@ -6,7 +6,7 @@ reports each metric as mean and min-max against the quality issue's targets.
 Each seed trains in its own process (nothing carried over between runs). Writes
 bench/results/quality-DATE-CPUMODEL.json.
 
-Run:  .venv/bin/python bench/quality.py [--seeds 0 1 2] [--profile quick] [--keep DIR]
+Run:  .venv/bin/python bench/quality.py [--seeds 0 1 2] [--profile quick] [--keep DIR] [--reuse]
 """
 
 from __future__ import annotations
@@ -39,11 +39,13 @@ TARGETS = {
 REPORTED = list(TARGETS) + [("finance_qa", "token_f1"), ("tutoring", "eval_loss"), ("domain", "perplexity")]
 
 
-def one_seed(seed: int, profile: str, out: Path) -> dict:
-    """Train, evaluate every held-out record, play the demo script; runs in its own process."""
+def one_seed(seed: int, profile: str, out: Path, reuse: bool = False) -> dict:
+    """Train, evaluate every held-out record, play the demo script; runs in its own process.
+    `reuse`: a finished run already in `out` trained from this very recipe is scored, not trained
+    again (its training time is then the sum of its stages' wall times, from another process)."""
     from rich.console import Console
 
-    from agentmill.config import load_recipe
+    from agentmill.config import dump_recipe, load_recipe
     from agentmill.eval.run_eval import evaluate_run
     from agentmill.eval.script import load_script
     from agentmill.model.run import RunModel
@@ -52,18 +54,26 @@ def one_seed(seed: int, profile: str, out: Path) -> dict:
 
     console = Console(stderr=True)
     recipe = load_recipe(EXAMPLE / "recipe.yaml", [f"profile={profile}", f"seed={seed}"])
-    for old in (out, partial_dir(out)):
-        if old.exists():
-            shutil.rmtree(old)
-    started = time.perf_counter()
-    run_dir = train_recipe(recipe, out, console=console)
-    train_s = time.perf_counter() - started
+    reused = reuse and (out / "manifest.json").exists() and (out / "recipe.yaml").read_text() == dump_recipe(recipe)
+    if reused:
+        run_dir = out
+        stages = json.loads((out / "manifest.json").read_text())["stages"]
+        train_s = sum(s.get("wall_s", 0) + sum(t.get("wall_s", 0) for t in (s.get("per_task") or {}).values())
+                      for s in stages)
+        console.print(f"seed {seed}: {out} was trained from this recipe: scored, not trained again")
+    else:
+        for old in (out, partial_dir(out)):
+            if old.exists():
+                shutil.rmtree(old)
+        started = time.perf_counter()
+        run_dir = train_recipe(recipe, out, console=console)
+        train_s = time.perf_counter() - started
     started = time.perf_counter()
     full = evaluate_run(run_dir, console=console, all_records=True, out_name="eval-all.json")
     eval_s = time.perf_counter() - started
     played = checked_chat(RunModel.load(run_dir), load_script(EXAMPLE / "demo_chat.yaml"), console=console)
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    return {"seed": seed, "train_s": round(train_s, 1), "eval_all_s": round(eval_s, 1),
+    return {"seed": seed, "train_s": round(train_s, 1), "reused_run": reused, "eval_all_s": round(eval_s, 1),
             "precision": manifest.get("precision"), "tasks": full["tasks"],
             "demo": {"passed": sum(t["ok"] for t in played), "turns": played}}
 
@@ -107,7 +117,8 @@ def print_table(table: dict, runs: list[dict]) -> None:
         met = ("yes" if row["met"] else "NO") if "met" in row else ""
         print(f"{name:<36} {row['mean']:>7.3f} {row['min']:>7.3f} {row['max']:>7.3f}  {t:<13} {met}")
     for r in runs:
-        print(f"seed {r['seed']}: trained in {r['train_s']:.0f} s, every record scored in {r['eval_all_s']:.0f} s, "
+        trained = "trained earlier" if r.get("reused_run") else "trained"
+        print(f"seed {r['seed']}: {trained} in {r['train_s']:.0f} s, every record scored in {r['eval_all_s']:.0f} s, "
               f"demo {r['demo']['passed']}/{len(r['demo']['turns'])} ✓")
 
 
@@ -116,11 +127,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--keep", type=Path, default=ROOT / "runs" / "quality", help="Folder for the runs.")
+    ap.add_argument("--reuse", action="store_true",
+                    help="Score a finished run already in KEEP/seed-N that was trained from the same recipe "
+                         "instead of training it again (a slow host can then train one seed per sitting).")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: one seed in this process
     ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one is not None:
-        args.result.write_text(json.dumps(one_seed(args.one, args.profile, args.keep / f"seed-{args.one}")))
+        args.result.write_text(json.dumps(one_seed(args.one, args.profile, args.keep / f"seed-{args.one}",
+                                                   args.reuse)))
         return
 
     sys.path.insert(0, str(HERE))
@@ -132,7 +147,8 @@ def main() -> None:
     for seed in args.seeds:
         result = args.keep / f"seed-{seed}.json"
         proc = subprocess.run([sys.executable, __file__, "--one", str(seed), "--profile", args.profile,
-                               "--keep", str(args.keep), "--result", str(result)], check=False)
+                               "--keep", str(args.keep), "--result", str(result)] + ["--reuse"] * args.reuse,
+                              check=False)
         if proc.returncode != 0:
             sys.exit(f"seed {seed}: training or evaluation failed (exit {proc.returncode}); see above")
         runs.append(json.loads(result.read_text()))
