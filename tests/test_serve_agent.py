@@ -149,3 +149,27 @@ def test_a_server_started_on_a_read_only_store_serves_its_sessions_and_503s_writ
         assert h.post("/v1/chat/completions", json={"model": "t1", "max_tokens": 2,
                                                     "messages": [{"role": "user", "content": "hi"}]}).status_code == 200
     store.close()
+
+
+@pytest.mark.parametrize("log_content", [False, True])
+def test_logs_carry_message_content_only_when_asked(tmp_path, tokenizer, caplog, log_content):
+    run = RunModel.load(build_run(tmp_path / "run", tokenizer))
+    store = SQLiteSessionStore(tmp_path / "s.db")
+    app = create_app(run, store=store, settings=ServeSettings(agent_max_new_tokens=8, log_content=log_content))
+    secret = "my card number is 4111-2222-3333-4444"
+    with caplog.at_level("DEBUG"), live_server(app) as url, httpx.Client(base_url=url, timeout=60) as h:
+        assert h.post("/v1/chat/completions", json={"model": "t1", "max_tokens": 2, "messages": [
+            {"role": "user", "content": f"chat: {secret}"}]}).status_code == 200
+        assert h.post("/v1/completions", json={"model": "t1", "max_tokens": 2,
+                                               "prompt": f"text: {secret}"}).status_code == 200
+        sid = h.post("/v1/agent/sessions").json()["id"]
+        assert h.post(f"/v1/agent/sessions/{sid}/messages", json={"content": f"agent: {secret}",
+                                                                  "task": "t1"}).status_code == 200
+    logged = [r.getMessage() for r in caplog.records]
+    with_secret = [m for m in logged if "4111-2222-3333-4444" in m]
+    if log_content:  # one line per request, and the agent's answer
+        assert [m.split(":")[0].split()[0] for m in with_secret] == ["chat", "completion", "agent"]
+        assert any(m.startswith(f"agent {sid} answer:") for m in logged)
+    else:
+        assert logged and with_secret == []  # the server did log (access lines), never the content
+    store.close()

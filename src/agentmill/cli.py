@@ -135,15 +135,19 @@ def serve(
     decoder: str = typer.Option("auto", "--decoder", help=(
         "auto: the fast decoder, int8 weights where measured faster on this machine; int8 or dense: "
         "the fast decoder with those weights; model: the model's own forward (any architecture).")),
+    log_content: bool = typer.Option(False, "--log-content", help=(
+        "Log what clients send and agent answers (INFO, logger agentmill.serve.content): debugging only; "
+        "without it no log line carries message content.")),
 ):
     """Serve the run: OpenAI-compatible API (/v1), agent sessions (/v1/agent) and a chat page (/)."""
     from agentmill.model.decoder import MODES
     from agentmill.serve.server import serve as run_server
+    from agentmill.serve.settings import ServeSettings
 
     if decoder not in MODES:
         raise typer.BadParameter(f"choose one of {', '.join(MODES)}", param_hint="--decoder")
     run_server(run_dir, host=host, port=port, api_keys=api_key, insecure_public=insecure_public, db=db,
-               console=console, decoder=decoder)
+               console=console, decoder=decoder, settings=ServeSettings(log_content=log_content))
 
 
 @app.command()

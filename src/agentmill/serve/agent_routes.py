@@ -14,7 +14,7 @@ from agentmill.serve import sse
 from agentmill.serve.auth import owner_of
 from agentmill.errors import AgentmillError
 from agentmill.serve.contract import EVERY_V1_ROUTE, SSE, errors
-from agentmill.serve.errors import ApiError, as_api_error
+from agentmill.serve.errors import ApiError, as_api_error, log_content
 from agentmill.serve.media import read_agent_message
 from agentmill.serve.schemas import AgentMessage, SessionCreate
 from agentmill.serve.state import state_of
@@ -145,8 +145,10 @@ async def post_message(request: Request, session_id: str, body: AgentMessage):
             agent.cancelled.clear()
             if media:  # what was read from the message's images and recordings, before the route
                 push(("media", {"media": [m.summary() for m in media]}))
+            log_content(state, f"agent {session_id} user:", text)
             result = agent.turn(text, task=task, media=media,
                                 on_event=lambda kind, value: push((kind, payload(kind, value))))
+            log_content(state, f"agent {session_id} answer:", result.answer)
             push(("__done__", result))
             return result
         except BaseException as err:  # noqa: BLE001 - reported to the client

@@ -21,6 +21,13 @@ from starlette.exceptions import HTTPException
 from agentmill.errors import AgentmillError
 
 log = logging.getLogger("agentmill.serve")
+content_log = logging.getLogger("agentmill.serve.content")
+
+
+def log_content(state, what: str, value) -> None:
+    """With `log_content` set, one INFO line of what a client sent or an agent answered (debugging)."""
+    if state.settings.log_content:
+        content_log.info("%s %s", what, json.dumps(value, ensure_ascii=False, default=str)[:20_000])
 
 _TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
           405: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",

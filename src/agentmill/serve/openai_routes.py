@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from agentmill.serve.chat import chat_completion
 from agentmill.serve.completions import text_completion
 from agentmill.serve.contract import EVERY_V1_ROUTE, SSE, errors
+from agentmill.serve.errors import log_content
 from agentmill.serve.schemas import ChatCompletion, ChatCompletionRequest, Completion, CompletionRequest, ModelCard, ModelList
 from agentmill.serve.state import state_of
 
@@ -39,12 +40,14 @@ def get_model(request: Request, model_id: str) -> ModelCard:
                                              **errors(400, 404, 429)})
 async def chat_completions(request: Request, body: ChatCompletionRequest):
     state = state_of(request)
+    log_content(state, f"chat {body.model}:", body.model_dump(mode="json", include={"messages"}, exclude_none=True))
     return await chat_completion(state, body, state.limiter.acquire(request.state.caller))
 
 
 @router.post("/completions", responses={200: {"model": Completion, "content": SSE}, **errors(400, 404, 429)})
 async def completions(request: Request, body: CompletionRequest):
     state = state_of(request)
+    log_content(state, f"completion {body.model}:", body.prompt)
     return await text_completion(state, body, state.limiter.acquire(request.state.caller))
 
 

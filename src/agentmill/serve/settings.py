@@ -37,6 +37,9 @@ class ServeSettings(BaseModel):
     # speech and image input, speech output: engines and limits (media/settings.py)
     media: MediaSettings = Field(default_factory=MediaSettings)
     media_dir: Path | None = None  # the agent's original images and recordings; default $AGENTMILL_HOME/media
+    # what clients send (chat messages, prompts, agent messages) and agent answers, logged at INFO on
+    # the "agentmill.serve.content" logger: for debugging only; off, no log line carries content
+    log_content: bool = False
 
 
 def keys_from_env(keys: list[str] | None = None) -> list[str]:
