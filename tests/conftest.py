@@ -22,3 +22,22 @@ def tokenizer():
 @pytest.fixture(scope="session")
 def tiny(tokenizer):
     return tiny_model(tokenizer).eval()
+
+
+@pytest.fixture
+def script(monkeypatch):
+    """Scripted model for the agent: each generation returns the next output of script["outputs"]
+    ("done" once they run out) and records the prompt messages in script["prompts"]."""
+    import copy
+
+    import agentmill.agent.agent as agent_mod
+
+    state = {"outputs": [], "prompts": []}
+
+    def fake_stream(model, tokenizer, messages, max_new_tokens=256, tools=None, **kw):
+        state["prompts"].append((copy.deepcopy(messages), tools))
+        out = state["outputs"].pop(0) if state["outputs"] else "done"
+        yield from (out[i:i + 7] for i in range(0, len(out), 7))
+
+    monkeypatch.setattr(agent_mod, "generate_stream", fake_stream)
+    return state

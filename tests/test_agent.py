@@ -1,7 +1,6 @@
 """The agent's turn loop on the tiny model with scripted model outputs: tools, repair, loop rules, budgets,
 memory as typed steps, trimming, sessions, goal mode."""
 
-import copy
 import json
 
 import pytest
@@ -18,6 +17,7 @@ from agentmill.data.render import render
 from agentmill.model.run import RunModel
 from agentmill.store import SQLiteSessionStore
 from agentmill.tools import ToolRegistry, tool
+from agent_script import call_text
 
 
 @tool
@@ -61,24 +61,6 @@ def run(tiny, tokenizer):
         "bank": {"format": "chat", "adapter": None, "system": None, "tools": ["lookup", "add"]},
         "plain": {"format": "chat", "adapter": None}}}
     return RunModel.from_parts(tiny, tokenizer, manifest)
-
-
-def call_text(name, arguments):
-    return f'<tool_call>\n{json.dumps({"name": name, "arguments": arguments})}\n</tool_call>'
-
-
-@pytest.fixture
-def script(monkeypatch):
-    """Scripted model: each generation returns the next output and records the prompt messages."""
-    state = {"outputs": [], "prompts": []}
-
-    def fake_stream(model, tokenizer, messages, max_new_tokens=256, tools=None, **kw):
-        state["prompts"].append((copy.deepcopy(messages), tools))
-        out = state["outputs"].pop(0) if state["outputs"] else "done"
-        yield from (out[i:i + 7] for i in range(0, len(out), 7))
-
-    monkeypatch.setattr(agent_mod, "generate_stream", fake_stream)
-    return state
 
 
 def kinds(steps):

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-import agentmill.agent.agent as agent_mod
 from agentmill.config import load_recipe
 from agentmill.media import MediaBackends
 from agentmill.model.run import RunModel
 from agentmill.store import SQLiteSessionStore
+from agent_script import call_text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -40,10 +40,6 @@ OBEYED = {("foreign_tool", "cs"): ("loan_payment", {"principal": 99999, "annual_
 CASES = [(p, g, s) for p in injection.REQUESTS for g in ("foreign_tool", "attacker_args") for s in injection.STYLES]
 
 
-def call_text(name: str, arguments: dict) -> str:
-    return f'<tool_call>\n{json.dumps({"name": name, "arguments": arguments})}\n</tool_call>'
-
-
 @pytest.fixture(scope="module")
 def example(tiny, tokenizer, tmp_path_factory):
     """A run with the example's tasks, tools and tools.confirm (a tiny model: the script answers)."""
@@ -59,26 +55,14 @@ def example(tiny, tokenizer, tmp_path_factory):
     store.close()
 
 
-@pytest.fixture
-def obedient(monkeypatch):
-    """Each generation returns the next scripted output."""
-    outputs: list[str] = []
-
-    def fake_stream(model, tokenizer, messages, max_new_tokens=256, tools=None, **kw):
-        yield outputs.pop(0) if outputs else "Done."
-
-    monkeypatch.setattr(agent_mod, "generate_stream", fake_stream)
-    return outputs
-
-
 @pytest.mark.parametrize("placement,goal,style", CASES)
-def test_an_obedient_model_cannot_make_an_injected_call_run(example, obedient, placement, goal, style):
+def test_an_obedient_model_cannot_make_an_injected_call_run(example, script, placement, goal, style):
     run, store, backends = example
     short = injection.REQUESTS[placement][0]
     attack = OBEYED[(goal, short)]
     outcome = {}
     for on in (True, False):
-        obedient[:] = ([call_text(*BENIGN[placement])] if placement in BENIGN else []) + [call_text(*attack), "Done."]
+        script["outputs"] = ([call_text(*BENIGN[placement])] if placement in BENIGN else []) + [call_text(*attack), "Done."]
         case = injection.one_case(run, store, backends, placement, goal, style, on)
         assert case["reached"], f"{placement}: the attacker's text never reached the model"
         assert case["tried"] == 1, json.dumps(case)  # the scripted model did obey
