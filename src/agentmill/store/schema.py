@@ -57,27 +57,25 @@ MEDIA_TABLE = [
 ]
 SCHEMA += MEDIA_TABLE
 
-# a meta["media"] element's digest (CASE: json_extract of a non-object element would fail on its text)
-_DIGEST = "CASE WHEN j.type = 'object' THEN json_extract(j.value, '$.sha256') END"
-# index one user message's media (parameters: session id, kind, meta JSON)
-INDEX_MEDIA = (f"INSERT OR IGNORE INTO media (session_id, sha256) SELECT ?1, digest FROM "
-               f"(SELECT {_DIGEST} AS digest FROM json_each(?3, '$.media') j WHERE ?2 = 'user') "
-               "WHERE typeof(digest) = 'text'")
+# the media digests of user messages (CASE: json_extract of a non-object element would fail on its
+# text), for the messages the condition picks: by the migration for every stored message, by an
+# append for the rows it just inserted (INDEX_MEDIA's parameters: session id, the seq before them)
+_INDEX_MEDIA_WHERE = ("INSERT OR IGNORE INTO media (session_id, sha256) SELECT session_id, digest FROM "
+                      "(SELECT m.session_id, CASE WHEN j.type = 'object' THEN json_extract(j.value, '$.sha256') END "
+                      "AS digest FROM messages m, json_each(m.meta, '$.media') j WHERE m.kind = 'user' AND {}) "
+                      "WHERE typeof(digest) = 'text'")
+INDEX_MEDIA = _INDEX_MEDIA_WHERE.format("m.session_id = ? AND m.seq > ?")
 
 # MIGRATIONS[v] takes a store of schema v to v + 1
 MIGRATIONS = {
     1: ["ALTER TABLE sessions ADD COLUMN owner TEXT"],  # sessions owned by an API key
-    2: MEDIA_TABLE + [  # media digests indexed, filled from the messages already stored
-        f"INSERT OR IGNORE INTO media (session_id, sha256) SELECT session_id, digest FROM "
-        f"(SELECT m.session_id, {_DIGEST} AS digest FROM messages m, json_each(m.meta, '$.media') j "
-        "WHERE m.kind = 'user') WHERE typeof(digest) = 'text'"],
+    2: MEDIA_TABLE + [_INDEX_MEDIA_WHERE.format("1")],  # media digests indexed, from the messages already stored
 }
 
 SESSION_COLUMNS = "id, title, created, updated, prompt_tokens, completion_tokens, run, owner"
 
 MESSAGE_COLUMNS = ("seq, role, content, tool_calls, task, adapter, latency_ms, "
                    "tool_call_id, name, kind, meta, created")
-META_AT = MESSAGE_COLUMNS.split(", ").index("meta") - 1  # meta's place in a message_row tuple (no seq)
 
 
 def message_row(message: StoredMessage, now: float, position: int, total: int) -> tuple:

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from agentmill.store.schema import (INDEX_MEDIA, MESSAGE_COLUMNS, META_AT, MIGRATIONS, SCHEMA, SCHEMA_VERSION,
+from agentmill.store.schema import (INDEX_MEDIA, MESSAGE_COLUMNS, MIGRATIONS, SCHEMA, SCHEMA_VERSION,
                                     SESSION_COLUMNS, message_from_row, message_row)
 from agentmill.store.sessions import (
     Session,
@@ -129,11 +129,11 @@ class SQLiteSessionStore(SessionStore):
             # rolls back the ones already inserted, which is what makes the batch atomic.
             for position, message in enumerate(batch, 1):
                 seq = last + position
-                row = message_row(message, now, position, len(batch))
                 db.execute(f"INSERT INTO messages (session_id, {MESSAGE_COLUMNS}) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (session_id, seq, *row))
-                db.execute(INDEX_MEDIA, (session_id, message.kind, row[META_AT]))
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (session_id, seq, *message_row(message, now, position, len(batch))))
                 seqs.append(seq)
+            db.execute(INDEX_MEDIA, (session_id, last))
             db.execute("UPDATE sessions SET updated = MAX(updated, ?) WHERE id = ?", (now, session_id))
         return seqs
 
