@@ -152,8 +152,19 @@ def test_train_writes_a_complete_run_directory(recipe_path, tmp_path):
     assert manifest["tasks"]["intent"]["encoding"]["max_length"] == 128
     from agentmill.eval.run_eval import evaluate_run
 
-    again = evaluate_run(out, task="cs")["tasks"]["cs"]
+    misses = tmp_path / "misses" / "cs.jsonl"
+    again = evaluate_run(out, task="cs", misses=misses)["tasks"]["cs"]
     assert again["eval_loss"] == pytest.approx(ev["tasks"]["cs"]["eval_loss"], abs=1e-4)
+    # --misses: one line per case scored wrong, as many as the metric counts
+    wrong = [json.loads(l) for l in misses.read_text().splitlines()]
+    for metric, records in (("tool_call_exact", "tool_records"), ("tool_answer_match", "tool_answer_records")):
+        mine = [w for w in wrong if w["metric"] == metric]
+        assert len(mine) == round((1 - again[metric]) * again[records])
+    calls = [w for w in wrong if w["metric"] == "tool_call_exact"]
+    for w in calls:
+        i = int(w["question"].split()[2])  # "What is {i} times 3?"
+        assert w["task"] == "cs" and w["right"] is False
+        assert w["gold"]["function"]["arguments"] == {"expression": f"{i} * 3"}
     from agentmill.agent.router import Router
     from agentmill.model.run import RunModel
 

@@ -50,6 +50,8 @@ def eval_(
         "answers from the fast decoder, as serve and chat run on this machine (writes eval-decoder-MODE.json).")),
     all_records: bool = typer.Option(False, "--all-records", help=(
         "Score every record of each file (default: the recipe's train.eval_max_records per task).")),
+    misses: Optional[Path] = typer.Option(None, "--misses", help=(
+        "Write every case scored wrong (task, metric, question, gold, output) to this JSONL file.")),
 ):
     """Evaluate a run: prints a table and writes eval.json."""
     from agentmill.eval.report import print_eval_table
@@ -59,7 +61,7 @@ def eval_(
     if decoder not in MODES:
         raise typer.BadParameter(f"choose one of {', '.join(MODES)}", param_hint="--decoder")
     result = evaluate_run(run_dir, console=console, data=data, fmt=fmt, task=task, decoder=decoder,
-                          all_records=all_records)
+                          all_records=all_records, misses=misses)
     print_eval_table(result, console)
 
 

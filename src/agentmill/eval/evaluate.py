@@ -42,10 +42,13 @@ def _loss_metrics(model, examples, spec, accelerator=None) -> dict[str, float]:
     return {"eval_loss": loss}
 
 
-def evaluate_classifier(classifier, records: list[Record], labels: list[str]) -> dict[str, float]:
+def evaluate_classifier(classifier, records: list[Record], labels: list[str],
+                        outcomes: list | None = None) -> dict[str, float]:
     """Accuracy and macro F1 of a text classifier (model/text_classifier.py) on every record:
     scoring is cheap, so no cap."""
     predicted, gold = classifier.predict([r.text for r in records]), [r.label for r in records]
+    if outcomes is not None:
+        outcomes.extend(outcome("accuracy", r, r.text, g, p, p == g) for r, p, g in zip(records, predicted, gold))
     return {"accuracy": accuracy(predicted, gold), "macro_f1": macro_f1(predicted, gold, labels),
             "records": len(records)}
 
@@ -61,14 +64,17 @@ def capped(records: list[Record], spec: TrainSpec) -> list[Record]:
 @torch.no_grad()
 def evaluate_task(model, tokenizer, fmt: str, records: list[Record], spec: TrainSpec,
                   labels: list[str] | None = None, accelerator=None, generate: bool = True,
-                  decoder=None) -> dict[str, float]:
+                  decoder=None, outcomes: list | None = None) -> dict[str, float]:
     """Metrics of one task on held-out `records` (capped at spec.eval_max_records).
 
     `decoder`: the run's `DecoderWeights`: answers are generated with them, as serve and chat
     generate (the adapter stays unmerged: the decoder applies it); scores and losses still come
-    from the model's own forward."""
+    from the model's own forward.
+    `outcomes`: a list that gets one dict per scored case (metric, source, question, gold,
+    output, right), for `agentmill eval --misses`."""
     with scoring(model, accelerator, decoder):
-        return _evaluate(model, tokenizer, fmt, capped(records, spec), spec, labels, accelerator, generate, decoder)
+        return _evaluate(model, tokenizer, fmt, capped(records, spec), spec, labels, accelerator, generate, decoder,
+                         outcomes)
 
 
 @torch.no_grad()
@@ -114,7 +120,18 @@ def merged_lora(model):
         model.unmerge_adapter()
 
 
-def _evaluate(model, tokenizer, fmt, records, spec, labels, accelerator, generate, decoder) -> dict[str, float]:
+def outcome(metric: str, record: Record, question, gold, output, right: bool) -> dict:
+    """One scored case, as `agentmill eval --misses` writes it."""
+    return {"metric": metric, "source": record.source, "question": question, "gold": gold, "output": output,
+            "right": bool(right)}
+
+
+def last_user(messages: list[dict]):
+    return next((m.get("content") for m in reversed(messages) if m["role"] == "user"), None)
+
+
+def _evaluate(model, tokenizer, fmt, records, spec, labels, accelerator, generate, decoder,
+              outcomes=None) -> dict[str, float]:
     if fmt == "text":
         loss = _loss_metrics(model, encode_records(tokenizer, records, fmt, spec), spec, accelerator)["eval_loss"]
         return {"eval_loss": loss, "perplexity": math.exp(loss) if loss < 50 else float("inf")}
@@ -122,6 +139,8 @@ def _evaluate(model, tokenizer, fmt, records, spec, labels, accelerator, generat
         scored = score_many(model, tokenizer, [classification_messages(r.text, labels) for r in records], labels)
         preds = [labels[max(range(len(labels)), key=scores.__getitem__)] for scores in scored]
         golds = [r.label for r in records]
+        if outcomes is not None:
+            outcomes.extend(outcome("accuracy", r, r.text, g, p, p == g) for r, p, g in zip(records, preds, golds))
         return {"accuracy": accuracy(preds, golds), "macro_f1": macro_f1(preds, golds, labels)}
     metrics = _loss_metrics(model, encode_records(tokenizer, records, fmt, spec), spec, accelerator)
     if fmt == "instruction" and generate:
@@ -130,6 +149,9 @@ def _evaluate(model, tokenizer, fmt, records, spec, labels, accelerator, generat
         preds = generate_batch(model, tokenizer, prompts, max_new_tokens=answer_budget(tokenizer, golds),
                                decoder=decoder)
         metrics["exact_match"] = mean([exact_match(p, g) for p, g in zip(preds, golds)])
+        if outcomes is not None:
+            outcomes.extend(outcome("exact_match", r, last_user(q), g, p, exact_match(p, g))
+                            for r, q, p, g in zip(records, prompts, preds, golds))
         metrics["token_f1"] = mean([token_f1(p, g) for p, g in zip(preds, golds)])
     if fmt == "chat" and generate:
         from agentmill.eval.media import evaluate_media_answers
@@ -137,8 +159,8 @@ def _evaluate(model, tokenizer, fmt, records, spec, labels, accelerator, generat
         from agentmill.eval.tooluse import evaluate_tool_use
 
         plain = [r for r in records if not r.media]  # the text metrics stay comparable run to run
-        metrics.update(evaluate_tool_use(model, tokenizer, plain, decoder=decoder))
-        metrics.update(evaluate_memory(model, tokenizer, plain, decoder=decoder))
+        metrics.update(evaluate_tool_use(model, tokenizer, plain, decoder=decoder, outcomes=outcomes))
+        metrics.update(evaluate_memory(model, tokenizer, plain, decoder=decoder, outcomes=outcomes))
         metrics.update(evaluate_media_answers(model, tokenizer, records, decoder=decoder))
     return metrics
 

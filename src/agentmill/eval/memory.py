@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from agentmill.data.formats import Record
-from agentmill.eval.evaluate import answer_budget
+from agentmill.eval.evaluate import answer_budget, last_user, outcome
 from agentmill.eval.metrics import mean
 from agentmill.model.generate import generate_batch
 
@@ -42,7 +42,8 @@ def memory_records(records: list[Record]) -> list[tuple[Record, list[str]]]:
     return [(r, facts) for r in records if r.messages and (facts := earlier_facts(r.messages))]
 
 
-def evaluate_memory(model, tokenizer, records: list[Record], decoder=None) -> dict[str, float]:
+def evaluate_memory(model, tokenizer, records: list[Record], decoder=None,
+                    outcomes: list | None = None) -> dict[str, float]:
     chosen = memory_records(records)
     if not chosen:
         return {}
@@ -50,5 +51,9 @@ def evaluate_memory(model, tokenizer, records: list[Record], decoder=None) -> di
     golds = [r.messages[-1]["content"] for r, _ in chosen]
     answers = generate_batch(model, tokenizer, prompts, max_new_tokens=answer_budget(tokenizer, golds),
                              batch_size=32, tools=[r.tools for r, _ in chosen], decoder=decoder)
-    return {"memory_recall": mean([all(f in a for f in facts) for a, (_, facts) in zip(answers, chosen)]),
+    recalled = [all(f in a for f in facts) for a, (_, facts) in zip(answers, chosen)]
+    if outcomes is not None:
+        outcomes.extend(outcome("memory_recall", r, last_user(r.messages), {"answer": g, "facts": facts}, a, ok)
+                        for (r, facts), g, a, ok in zip(chosen, golds, answers, recalled))
+    return {"memory_recall": mean(recalled),
             "memory_records": float(len(chosen))}

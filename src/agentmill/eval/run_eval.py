@@ -38,7 +38,8 @@ def _heldout_records(info: dict, spec: TrainSpec, seed: int, media=None):
 
 def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str | None = None,
                  task: str | None = None, allow_partial: bool = False, known: dict | None = None,
-                 decoder: str = "model", all_records: bool = False, out_name: str | None = None) -> dict:
+                 decoder: str = "model", all_records: bool = False, out_name: str | None = None,
+                 misses: Path | None = None) -> dict:
     """Evaluate and write RUN_DIR/eval.json; returns its content.
 
     `known`: metrics of tasks already evaluated on this exact model (the pipeline passes the
@@ -48,7 +49,9 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
     serve` and `chat` run on this machine: the weights in the run's precision, answers from the
     fast decoder with those weights (model/decoder.py); written to eval-decoder-MODE.json.
     `all_records`: score every record instead of the recipe's `eval_max_records` per task.
-    `out_name`: the file written in RUN_DIR instead of those."""
+    `out_name`: the file written in RUN_DIR instead of those.
+    `misses`: a JSONL file that gets every case a metric scored wrong (task, metric, record
+    source, question, gold, output), to see what a number is made of."""
     from agentmill.model.run import ROUTER, RunModel, run_precision
 
     run_dir = Path(run_dir)
@@ -110,6 +113,7 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
 
     results = {}
     known = known or {}
+    scored: list[dict] = []
     for name in [j[0] for j in jobs if j[0] in known]:
         results[name] = known[name]
         if console is not None:
@@ -123,17 +127,19 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
             # the task a job scores: its name, or for --data "TASK:FILE" the part before the colon
             owner = name.split(":", 1)[0]
             classifier = run.router_classifier if adapter_task == ROUTER else run.classifiers.get(owner)
+            outcomes = [] if misses is not None else None
             if classifier is not None:
-                results[name] = evaluate_classifier(classifier, records, labels)
+                results[name] = evaluate_classifier(classifier, records, labels, outcomes)
                 task_spec = task_spec.model_copy(update={"eval_max_records": None})  # all were scored
             elif adapter_task == ROUTER:
                 with run.adapter(ROUTER) as model:
                     results[name] = evaluate_task(model, run.tokenizer, task_fmt, records, task_spec, labels=labels,
-                                                  decoder=weights)
+                                                  decoder=weights, outcomes=outcomes)
             else:
                 run.use_task(adapter_task)
                 results[name] = evaluate_task(run.model, run.tokenizer, task_fmt, records, task_spec, labels=labels,
-                                              decoder=weights)
+                                              decoder=weights, outcomes=outcomes)
+            scored.extend({"task": name, **o} for o in outcomes or [])
             if console is not None:
                 used = len(capped(records, task_spec))
                 of = "" if used == len(records) else (f" of {len(records)} (train.eval_max_records; "
@@ -153,6 +159,9 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
             console.print(f"evaluated [bold]media[/] ({Path(media_files).name}) in {time.perf_counter() - started:.0f} s: "
                           f"{format_metrics(media)}", highlight=False)
 
+    if misses is not None:
+        _write_misses(Path(misses), scored, console)
+
     out_path = run_dir / (out_name or ("eval.json" if decoder == "model" else f"eval-decoder-{decoder}.json"))
     previous = json.loads(out_path.read_text()) if out_path.exists() else {}
     merged = {"tasks": {**previous.get("tasks", {}), **results},
@@ -164,3 +173,14 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
     tmp.write_text(json.dumps(merged, indent=2))
     os.replace(tmp, out_path)
     return merged
+
+
+def _write_misses(path: Path, scored: list[dict], console=None) -> None:
+    """The wrong cases as JSONL (written whole, then moved into place)."""
+    wrong = [o for o in scored if not o["right"]]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(o, ensure_ascii=False, default=str) + "\n" for o in wrong))
+    os.replace(tmp, path)
+    if console is not None:
+        console.print(f"{len(wrong)} of {len(scored)} scored cases wrong, written to {path}", highlight=False)

@@ -18,7 +18,7 @@ from agentmill.agent.toolcall import parse_tool_calls
 from agentmill.data.formats import Record
 from agentmill.data.render import content_text
 from agentmill.data.toolgen import answer_kind
-from agentmill.eval.evaluate import answer_budget
+from agentmill.eval.evaluate import answer_budget, last_user, outcome
 from agentmill.eval.metrics import mean
 from agentmill.model.generate import generate_batch
 
@@ -119,6 +119,7 @@ class ToolCase:
     call_prompt: list[dict]
     gold_call: dict
     tools: list[dict] | None
+    record: Record | None = None
     answer_prompt: list[dict] | None = None
     gold_answer: str = ""
     number: float | None = None
@@ -133,7 +134,7 @@ def tool_cases(records: list[Record]) -> list[ToolCase]:
     for r in tool_records(records):
         m = r.messages
         i = _first_call_index(m)
-        case = ToolCase(m[:i], m[i]["tool_calls"][0], r.tools)
+        case = ToolCase(m[:i], m[i]["tool_calls"][0], r.tools, record=r)
         j = next((j for j in range(i + 1, len(m)) if m[j]["role"] == "assistant" and not m[j].get("tool_calls")),
                  None)
         results = [x for x in m[i:j] if x["role"] == "tool"] if j is not None else []
@@ -144,7 +145,8 @@ def tool_cases(records: list[Record]) -> list[ToolCase]:
     return cases
 
 
-def evaluate_tool_use(model, tokenizer, records: list[Record], decoder=None) -> dict[str, float]:
+def evaluate_tool_use(model, tokenizer, records: list[Record], decoder=None,
+                      outcomes: list | None = None) -> dict[str, float]:
     cases = tool_cases(records)
     if not cases:
         return {}
@@ -155,13 +157,21 @@ def evaluate_tool_use(model, tokenizer, records: list[Record], decoder=None) -> 
     for out, case in zip(outputs, cases):
         _, calls = parse_tool_calls(out)
         exact.append(same_call(calls[0].call if calls else None, case.gold_call, case.tools))
+        if outcomes is not None:
+            outcomes.append(outcome("tool_call_exact", case.record, last_user(case.call_prompt), case.gold_call, out,
+                                    exact[-1]))
     metrics = {"tool_call_exact": mean(exact), "tool_records": float(len(cases))}
     answered = [c for c in cases if c.answer_prompt is not None]
     if answered:
         answers = generate_batch(model, tokenizer, [c.answer_prompt for c in answered], batch_size=32,
                                  max_new_tokens=answer_budget(tokenizer, [c.gold_answer for c in answered]),
                                  tools=[c.tools for c in answered], decoder=decoder)
-        metrics["tool_answer_match"] = mean([states_number(a, c.number) for a, c in zip(answers, answered)])
+        matched = [states_number(a, c.number) for a, c in zip(answers, answered)]
+        if outcomes is not None:
+            outcomes.extend(outcome("tool_answer_match", c.record, last_user(c.answer_prompt),
+                                    {"answer": c.gold_answer, "number": c.number}, a, ok)
+                            for a, c, ok in zip(answers, answered, matched))
+        metrics["tool_answer_match"] = mean(matched)
         metrics["tool_answer_records"] = float(len(answered))
     return metrics
 
