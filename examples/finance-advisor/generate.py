@@ -1672,7 +1672,9 @@ def customer_service(n_train: int = 240, n_heldout: int = 24) -> tuple[list[dict
     rng = random.Random(f"{SEED}-cs")
     bank_accounts = tool_dialogues.accounts(BANK_SQL)
 
-    def make(pairs, account_rows):
+    def make(pairs, account_rows, recall: bool = False):
+        """`recall`: every conversation introduces the customer, looks something up and asks what
+        they said (the same draws otherwise)."""
         # every FAQ page about equally often: drawn at random, the Sunday page answered 14 training
         # questions and the Saturday one 4, and the demo's Saturday question got the Sunday answer
         by_page: dict = {}
@@ -1681,7 +1683,7 @@ def customer_service(n_train: int = 240, n_heldout: int = 24) -> tuple[list[dict
         deck = Deck(list(by_page.values()), random.Random(f"{SEED}-cs-deck-{len(pairs)}"))
 
         def one(r: random.Random) -> dict:
-            kind = r.random()
+            kind = 1.0 if recall else r.random()
             if kind < 0.3:
                 return tool_dialogues.account_question(r, TOOLS, account_rows)
             messages: list = []
@@ -1698,7 +1700,7 @@ def customer_service(n_train: int = 240, n_heldout: int = 24) -> tuple[list[dict
                 tool_dialogues.knowledge_turn(TOOLS, messages, *r.choice(deck.draw()))
             else:
                 tool_dialogues.account_turn(r, TOOLS, messages, account_rows)
-            questions, answer = RECALL[r.choice(["name", "name", fact])]
+            questions, answer = RECALL[fact if recall else r.choice(["name", "name", fact])]
             messages += [{"role": "user", "content": r.choice(questions)},
                          {"role": "assistant", "content": answer.format(**facts)}]
             return {"messages": messages}
@@ -1720,6 +1722,13 @@ def customer_service(n_train: int = 240, n_heldout: int = 24) -> tuple[list[dict
         own = make(pairs, bank_accounts)
         records = unique(handed, lambda r: handed_over(advisor_context(r), own(r)), n, seen, user_turns)
         (train if part == "train" else heldout).extend(records)
+    # A fact recalled after a look-up was the weakest answer: seed 0 (Zen 5, bf16, all held out)
+    # looked up an account or searched the policies for 3 of 34 "How much do I want to borrow?",
+    # where training had ~7 such recalls of a loan, account or city. Training sees more of them,
+    # drawn last and from their own generator so that every held-out record stays as it was.
+    recalls = random.Random(f"{SEED}-cs-recalls")
+    train += unique(recalls, make(faq_pairs("train"), bank_accounts, recall=True), N_RECALLS_TRAIN, seen,
+                    user_turns)
     return train, heldout
 
 
@@ -1739,6 +1748,11 @@ def adv_compound_tool(rng):
 
 def adv_calculation_tool(rng):
     return tool_dialogues.calculation(rng, TOOLS)
+
+
+def adv_division_tool(rng):
+    """A bill split or a monthly saving: money divided, "round(367 / 5, 2)"."""
+    return tool_dialogues.calculation(rng, TOOLS, kinds=(3, 4))
 
 
 # Every figure goes through a tool (exact numbers by construction): a question the advisor
@@ -1782,6 +1796,12 @@ def advisor(n_train: int = 360, n_heldout: int = 24) -> tuple[list[dict], list[d
         records = unique(handed, lambda r: handed_over(cs_context(r, pairs, accounts_), make(r)), n, seen,
                          user_turns)
         (train if part == "train" else heldout).extend(records)
+    # Divisions of money were the advisor's weakest calls: seed 0 (Zen 5, bf16, all 120 held out)
+    # got 11 of its 26 "round(x / n, 2)" calls wrong (the count copied as the amount, "17000 * 15"
+    # for a monthly saving) and every other kind but 2 right. Training sees more of them, drawn
+    # last and from their own generator so that every held-out record stays as it was.
+    divisions = random.Random(f"{SEED}-advisor-divisions")
+    train += unique(divisions, maker([adv_division_tool]), N_DIVISIONS_TRAIN, seen, user_turns)
     return train, heldout
 
 
@@ -1791,6 +1811,8 @@ def advisor(n_train: int = 360, n_heldout: int = 24) -> tuple[list[dict], list[d
 N_HELDOUT = 120          # held-out records per tool task (plain + handed over)
 N_HANDOFF_TRAIN = 60     # handed-over training conversations per tool task
 N_HANDOFF_HELDOUT = 24   # of the held-out ones
+N_DIVISIONS_TRAIN = 60   # more finance-advisor divisions of money (see advisor())
+N_RECALLS_TRAIN = 40     # more customer-service recalls after a look-up (see customer_service())
 
 
 def handed_over(context: list[dict], record: dict) -> dict:

@@ -121,8 +121,9 @@ def compound(rng, tools: Tools, rates) -> dict:
     return {"messages": messages}
 
 
-def calculation(rng, tools: Tools) -> dict:
-    kind = rng.randrange(6)
+def calculation(rng, tools: Tools, kinds: tuple[int, ...] | None = None) -> dict:
+    """A calculator question of one of six kinds (`kinds`: only those)."""
+    kind = rng.randrange(6) if kinds is None else rng.choice(kinds)
     if kind == 0:
         pct, amount = rng.choice([5, 10, 12, 15, 18, 20, 25, 30]), rng.randrange(20, 500) * 10
         q, expr = f"What is {pct}% of {usd0(amount)}?", f"{pct} * {amount} / 100"
