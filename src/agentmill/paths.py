@@ -9,11 +9,15 @@ def home() -> Path:
     return Path(os.environ.get("AGENTMILL_HOME", Path.home() / ".cache" / "agentmill")).expanduser()
 
 
-def write_json_atomic(path: Path, data) -> None:
-    """Write JSON so that readers (and a resumed run) never see a half-written file."""
-    import json
-
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a file so that readers (and a resumed run) never see it half-written."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data) -> None:
+    import json
+
+    write_text_atomic(path, json.dumps(data, indent=2))

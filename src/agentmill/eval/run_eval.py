@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from agentmill.data.formats import apply_task_prompt, read_records
 from agentmill.errors import AgentmillError
 from agentmill.eval.evaluate import capped, evaluate_classifier, evaluate_task
 from agentmill.eval.metrics import format_metrics
+from agentmill.paths import write_json_atomic, write_text_atomic
 from agentmill.tools.setup import task_prompt
 
 
@@ -169,9 +169,7 @@ def evaluate_run(run_dir: Path, console=None, data: Path | None = None, fmt: str
                          for s in manifest.get("stages", [])}}
     if media or previous.get("media"):
         merged["media"] = media or previous["media"]
-    tmp = out_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(merged, indent=2))
-    os.replace(tmp, out_path)
+    write_json_atomic(out_path, merged)
     return merged
 
 
@@ -179,8 +177,6 @@ def _write_misses(path: Path, scored: list[dict], console=None) -> None:
     """The wrong cases as JSONL (written whole, then moved into place)."""
     wrong = [o for o in scored if not o["right"]]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(o, ensure_ascii=False, default=str) + "\n" for o in wrong))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(json.dumps(o, ensure_ascii=False, default=str) + "\n" for o in wrong))
     if console is not None:
         console.print(f"{len(wrong)} of {len(scored)} scored cases wrong, written to {path}", highlight=False)
