@@ -2084,6 +2084,20 @@ def assistant_texts(record: dict) -> list[str]:
     return [record["output"]] if "output" in record else []
 
 
+# federated.yaml: the customer-service conversations as three branches would hold them, unevenly
+# (half, a third, a sixth), each line in exactly one branch
+BRANCHES = {"north": (0, 1, 2), "south": (3, 4), "east": (5,)}
+
+
+def branches() -> None:
+    lines = (DATA / "cs.jsonl").read_text(encoding="utf-8").splitlines()
+    order = list(range(len(lines)))
+    random.Random(f"{SEED}-branches").shuffle(order)
+    for name, slots in BRANCHES.items():
+        mine = [lines[i] for k, i in enumerate(order) if k % 6 in slots]
+        (DATA / f"cs_branch_{name}.jsonl").write_text("\n".join(mine) + "\n", encoding="utf-8")
+
+
 def check_files() -> None:
     """Re-read what was written: valid JSON lines, no trailing spaces, short answers, and no
     held-out prompt that also appears in the matching training file."""
@@ -2160,6 +2174,7 @@ def main() -> None:
 
     media_data.write(TOOLS, tool_dialogues.accounts(BANK_SQL), faq_pairs("train"), faq_pairs("heldout"), DATA)
     (HERE / "demo_chat.yaml").write_text(demo_script(), encoding="utf-8")
+    branches()
     check_files()
     for path in sorted(DATA.iterdir()):
         text = path.read_text(encoding="utf-8")

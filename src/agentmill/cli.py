@@ -39,6 +39,26 @@ def train(
     console.print(f"[bold green]run written to {run_dir}[/]")
 
 
+@app.command(context_settings={"allow_extra_args": False})
+def federate(
+    recipe: Path = typer.Argument(..., help="Recipe YAML file with a `stage: federated` (clients, rounds)."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. stages.0.rounds=2"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/NAME)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (finished stages are kept)."),
+):
+    """Train a task adapter federated on Flower: each client keeps its data, the server averages adapters."""
+    from agentmill.config import FederatedStage, load_recipe
+    from agentmill.train.pipeline import train_recipe
+
+    cfg = load_recipe(recipe, overrides or [])
+    if not any(isinstance(s, FederatedStage) for s in cfg.stages):
+        raise AgentmillError(f"{recipe}: no `stage: federated` (clients, rounds) to run; `agentmill train` runs "
+                             f"recipes without one")
+    run_dir = train_recipe(cfg, out, resume=resume, console=console)
+    _print_eval(run_dir)
+    console.print(f"[bold green]run written to {run_dir}[/]")
+
+
 @app.command("eval")
 def eval_(
     run_dir: Path = typer.Argument(..., help="Run directory written by `agentmill train`."),

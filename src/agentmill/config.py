@@ -239,7 +239,51 @@ class CrosstaskStage(_StageBase):
                                   "tools that training never shows.")
 
 
-Stage = Annotated[Union[PretrainStage, FinetuneStage, DialogueStage, CrosstaskStage], Field(discriminator="stage")]
+class ClientSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$", description="The data owner (a branch, a clinic).")
+    data: DataSpec = Field(description="The owner's own data file: read only by that client's process.")
+
+
+class FederatedStage(_StageBase):
+    """One task's LoRA adapter trained on Flower by clients that keep their data (train/federated.py)."""
+    stage: Literal["federated"]
+    task: str = Field(pattern=r"^[A-Za-z0-9_\-]+$", description="Task name (its adapter: RUN_DIR/adapters/TASK).")
+    format: Literal["chat", "instruction"] = Field("chat", description="Format of the clients' data and eval_data.")
+    system: str | None = Field(None, description="System prompt of the task, as for any task.")
+    tools: list[str] = Field(default_factory=list, description="Tools the task may call, as for any task.")
+    heldout: DataSpec = Field(description="The server's own held-out data: scored before the first round and "
+                              "after each one, and in `agentmill eval` (never a client's file).")
+    clients: list[ClientSpec] = Field(min_length=1, description="The data owners, one Flower client each.")
+    rounds: int = Field(3, ge=1, description="Federated rounds: each client trains, the server averages.")
+    local_steps: int = Field(8, ge=1, description="Optimizer steps each client trains per round.")
+    fraction: float = Field(1.0, gt=0, le=1, description="Share of the clients sampled each round.")
+    strategy: Literal["fedavg"] = Field("fedavg", description="fedavg: the mean of the clients' adapters "
+                                        "weighted by their example counts.")
+    on_client_failure: Literal["skip", "fail"] = Field(
+        "skip", description="A client that fails or does not answer within round_timeout_s: skip completes the "
+        "round with the others (reported); fail stops the run with the client's reason.")
+    round_timeout_s: float = Field(3600, gt=0, description="How long the server waits for a round's replies.")
+    client_threads: int = Field(1, ge=1, description="CPU threads of each simulated client.")
+    parallel_clients: int = Field(2, ge=1, description="Simulated clients training at the same time.")
+    inject_failures: dict[str, list[int]] = Field(
+        default_factory=dict, description="Tests only: round -> indices of clients that raise in that round.")
+
+    @field_validator("clients")
+    @classmethod
+    def _unique_clients(cls, clients):
+        names = [c.name for c in clients]
+        if len(set(names)) != len(names):
+            raise ValueError(f"client names must be unique: {names}")
+        return clients
+
+    @property
+    def tasks(self) -> list["TaskSpec"]:
+        """The task as the rest of the pipeline sees it: only the server's held-out file is its data."""
+        return [TaskSpec(name=self.task, data=self.heldout, eval_data=self.heldout, system=self.system,
+                         tools=self.tools)]
+
+
+Stage = Annotated[Union[PretrainStage, FinetuneStage, DialogueStage, CrosstaskStage, FederatedStage], Field(discriminator="stage")]
 
 
 class Recipe(_Strict):
@@ -446,6 +490,11 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
         raise _explain(err, path, root) from None
     base = path.parent.resolve()
     for stage in recipe.stages:
+        if isinstance(stage, FederatedStage):  # its task's data is `heldout` (the tasks property reads it)
+            for spec in [stage.heldout] + [c.data for c in stage.clients]:
+                spec.path = (base / spec.path).resolve()
+            recipe.stage_train(stage)
+            continue
         specs = list(getattr(stage, "data", [])) + list(getattr(stage, "eval_data", []))
         for task in getattr(stage, "tasks", []):
             specs += [task.data] + ([task.eval_data] if task.eval_data else [])

@@ -21,10 +21,11 @@ from agentmill.config import Recipe, dump_recipe
 from agentmill.data.formats import apply_task_prompt
 from agentmill.errors import AgentmillError, DataError
 from agentmill.hardware import announce, choose_precision
-from agentmill.train import crosstask, dialogue, finetune, pretrain
+from agentmill.train import crosstask, dialogue, federated, finetune, pretrain
 from agentmill.train.common import EVAL_NAMES, Dataset, StageContext, read_all, split_heldout
 
-STAGES = {"pretrain": pretrain.run, "finetune": finetune.run, "dialogue": dialogue.run, "crosstask": crosstask.run}
+STAGES = {"pretrain": pretrain.run, "finetune": finetune.run, "dialogue": dialogue.run, "crosstask": crosstask.run,
+          "federated": federated.run}
 
 
 def partial_dir(out: Path) -> Path:

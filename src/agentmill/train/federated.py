@@ -1,0 +1,316 @@
+"""Stage `federated`: one task's LoRA adapter trained by data owners that never pool their data.
+
+On Flower (flwr): each client owns one data file, trains the adapter on it for
+`local_steps` and sends back only the adapter's weights and its example count; the server
+averages them (FedAvg, weighted by examples) and starts the next round. Here the clients run
+in Flower's simulation engine (Ray), each in a process of its own; the server process never
+opens a client's data file (it only hands each client the path it owns). The server scores the
+global adapter on its own held-out file before the first round and after each one.
+
+The result is a task adapter like crosstask's per_task ones (RUN_DIR/adapters/TASK), so chat,
+serve, eval and export work on the run unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from agentmill.config import FederatedStage, Recipe, TrainSpec
+from agentmill.errors import AgentmillError
+from agentmill.paths import write_json_atomic
+from agentmill.train.common import StageContext, eval_datasets, is_main, lora_config, settle, stage_dir_of
+
+ARRAYS, CONFIG, METRICS = "arrays", "config", "metrics"
+
+
+class ListLogger:
+    """The loop's logger inside a client: the records go back to the server with the weights."""
+
+    def __init__(self):
+        self.records: list[dict] = []
+
+    def log(self, record: dict) -> None:
+        self.records.append(record)
+
+
+# ------------------------------------------------------------------ the client (its own process)
+
+_backbones: dict[str, tuple] = {}
+
+
+def _backbone(folder: str):
+    """The backbone and tokenizer a client trains on, loaded once per client process."""
+    if folder not in _backbones:
+        from agentmill.model.load import load_model, load_tokenizer
+
+        model = load_model(folder, dtype=torch.float32)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        _backbones.clear()
+        _backbones[folder] = (model, load_tokenizer(folder))
+    return _backbones[folder]
+
+
+def client_examples(job: dict, client: int, tokenizer) -> list:
+    """The client's own records, validated (FILE:LINE errors) and prompted as the task is at run time."""
+    from agentmill.config import DataSpec, MediaSettings, ToolsSpec
+    from agentmill.data.formats import apply_task_prompt
+    from agentmill.eval.evaluate import encode_records
+    from agentmill.media import MediaBackends
+    from agentmill.tools.setup import registry_from_spec
+    from agentmill.train.common import read_all
+
+    spec = DataSpec(**job["clients"][client]["data"])
+    records = read_all(spec, MediaBackends(MediaSettings(**job["media"])))
+    schemas = None
+    if job["tools"]:
+        schemas = registry_from_spec(ToolsSpec(**job["tool_settings"]).model_dump(mode="json")).subset(
+            job["tools"]).schemas()
+    if job["system"] or schemas:
+        apply_task_prompt(records, spec.format, job["system"], schemas)
+    return encode_records(tokenizer, records, spec.format, TrainSpec(**job["train"]))
+
+
+def train_client(job: dict, client: int, server_round: int, weights: dict[str, torch.Tensor], work: Path):
+    """One client's round: the global adapter, `local_steps` on its own data; (weights, examples, logs)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    from agentmill.train.loop import train_loop
+
+    torch.set_num_threads(max(1, job["threads"]))
+    backbone, tokenizer = _backbone(job["backbone"])
+    examples = client_examples(job, client, tokenizer)
+    if not examples:
+        raise AgentmillError(f"client '{job['clients'][client]['name']}': {job['clients'][client]['data']['path']} "
+                             f"holds no records")
+    model = get_peft_model(backbone, LoraConfig(**job["lora"]))
+    try:
+        set_peft_model_state_dict(model, weights)
+        AcceleratorState._reset_state()
+        accelerator = Accelerator(mixed_precision=job["precision"], cpu=True)
+        spec = TrainSpec(**{**job["train"], "max_steps": job["local_steps"], "epochs": 1})
+        logger = ListLogger()
+        seed = job["seed"] + 1000 * server_round + client
+        result = train_loop(model, examples, [], spec, accelerator=accelerator, ckpt_dir=work / "checkpoints",
+                            logger=logger, stage="federated", task=job["task"], seed=seed, eval_at_end=False)
+        trained = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+    finally:
+        model.unload()
+        shutil.rmtree(work, ignore_errors=True)
+    return trained, len(examples), result, logger.records
+
+
+def client_app(job: dict):
+    """Flower's ClientApp: the partition id of its node picks which client (data owner) it is."""
+    from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+    from flwr.clientapp import ClientApp
+
+    app = ClientApp()
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        client = int(context.node_config["partition-id"])
+        server_round = int(msg.content[CONFIG]["server-round"])
+        if client in job.get("fail", {}).get(str(server_round), []):  # tests: a client that breaks mid-round
+            raise RuntimeError(f"client '{job['clients'][client]['name']}' failed (injected)")
+        weights = msg.content[ARRAYS].to_torch_state_dict()
+        work = Path(job["scratch"]) / f"{client}-{server_round}"
+        trained, n, result, logs = train_client(job, client, server_round, weights, work)
+        metrics = MetricRecord({"num-examples": n, "train_loss": float(result.final_loss), "client": client,
+                                "steps": result.steps, "tokens": result.tokens, "wall_s": result.wall_s})
+        return Message(RecordDict({ARRAYS: ArrayRecord(trained), METRICS: metrics}), reply_to=msg)
+
+    return app
+
+
+# ------------------------------------------------------------------ the server
+
+
+def weighted_mean(updates: list[tuple[dict[str, torch.Tensor], int]]) -> dict[str, torch.Tensor]:
+    """FedAvg: each tensor the mean of the clients' weighted by their example counts."""
+    total = sum(n for _, n in updates)
+    return {k: sum(w[k].double() * (n / total) for w, n in updates).to(updates[0][0][k].dtype)
+            for k in updates[0][0]}
+
+
+def _reason(text: str) -> str:
+    """The client's own error out of Flower's wrapping ("... Message: REASON'>")."""
+    last = (text or "").strip().splitlines()[-1:] or ["no reason given"]
+    return last[0].split("Message: ", 1)[-1].removesuffix("'>").strip()
+
+
+def _strategy(stage: FederatedStage, names: list[str], history: list[dict]):
+    from flwr.serverapp.strategy import FedAvg
+
+    sampled = max(1, math.ceil(stage.fraction * len(names)))
+
+    class Averaging(FedAvg):
+        """FedAvg that records every client's reply per round and applies `on_client_failure`."""
+
+        def aggregate_train(self, server_round, replies):
+            replies = list(replies)
+            row = {"round": server_round, "clients": [], "failed": []}
+            updates = []
+            for msg in replies:
+                if msg.has_error():
+                    row["failed"].append({"node": int(msg.metadata.src_node_id), "reason": _reason(msg.error.reason)})
+                    continue
+                m = msg.content[METRICS]
+                row["clients"].append({"client": names[int(m["client"])], "examples": int(m["num-examples"]),
+                                       "train_loss": float(m["train_loss"]), "steps": int(m["steps"]),
+                                       "wall_s": float(m["wall_s"])})
+                updates.append((msg.content[ARRAYS].to_torch_state_dict(), int(m["num-examples"])))
+            for earlier in history:  # the clients' weights of the latest round only (tests compare them)
+                earlier.pop("updates", None)
+            order = sorted(range(len(updates)), key=lambda i: names.index(row["clients"][i]["client"]))
+            row["clients"] = [row["clients"][i] for i in order]
+            updates = [updates[i] for i in order]  # the mean in client order: the same sum on every run
+            row["updates"] = updates
+            history.append(row)
+            missing = sampled - len(updates)
+            if not updates or (missing and stage.on_client_failure == "fail"):
+                reasons = "; ".join(f["reason"] for f in row["failed"]) or "no reply in time"
+                raise AgentmillError(f"federated round {server_round}: {missing} of {sampled} clients failed "
+                                     f"(on_client_failure: {stage.on_client_failure}): {reasons}")
+            from flwr.app import ArrayRecord, MetricRecord
+
+            row["aggregate"] = weighted_mean(updates)
+            total = sum(n for _, n in updates)
+            loss = sum(c["train_loss"] * c["examples"] for c in row["clients"]) / total
+            return ArrayRecord(row["aggregate"]), MetricRecord({"train_loss": loss, "num-examples": total})
+
+    return Averaging(fraction_train=stage.fraction, fraction_evaluate=0.0, min_train_nodes=sampled,
+                     min_available_nodes=len(names))
+
+
+def run_federation(stage: FederatedStage, job: dict, initial: dict[str, torch.Tensor], evaluate) -> list[dict]:
+    """Flower's simulation of `stage.rounds` rounds over one node per client; the history of the
+    rounds (each: clients, failures, aggregate weights, the server's held-out loss)."""
+    from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.simulation import run_simulation
+
+    names = [c.name for c in stage.clients]
+    history: list[dict] = []
+    losses: dict[int, float] = {}
+    failure: list[BaseException] = []
+    server = ServerApp()
+
+    def central(server_round: int, arrays: ArrayRecord):
+        losses[server_round] = evaluate(arrays.to_torch_state_dict())
+        return MetricRecord({"eval_loss": losses[server_round]})
+
+    @server.main()
+    def main(grid: Grid, context: Context) -> None:
+        try:
+            _strategy(stage, names, history).start(grid=grid, initial_arrays=ArrayRecord(initial),
+                                                   num_rounds=stage.rounds, timeout=stage.round_timeout_s,
+                                                   train_config=ConfigRecord({}), evaluate_fn=central)
+        except BaseException as err:  # Flower logs and swallows the ServerApp's exceptions
+            failure.append(err)
+
+    cpus = max(1, job["threads"])
+    run_simulation(server, client_app(job), num_supernodes=len(names),
+                   backend_config={"client_resources": {"num_cpus": cpus, "num_gpus": 0.0},
+                                   "init_args": {"num_cpus": cpus * min(len(names), job["parallel"]),
+                                                 "include_dashboard": False}})
+    if failure:
+        err = failure[0]
+        raise err if isinstance(err, AgentmillError) else AgentmillError(f"federated training failed: {err}")
+    for row in history:
+        row["eval_loss"] = losses.get(row["round"])
+    return [{"round": 0, "clients": [], "failed": [], "eval_loss": losses.get(0)}] + history
+
+
+def run(ctx: StageContext, stage: FederatedStage, index: int) -> dict:
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    from agentmill.eval.evaluate import encode_records
+    from agentmill.train.loop import evaluate_loss
+
+    stage_dir = stage_dir_of(ctx, index, "federated")
+    task = stage.tasks[0]
+    ctx.tasks[task.name] = {"stage": "federated", "format": stage.format, "adapter": f"adapters/{task.name}"}
+    out = ctx.work_dir / "adapters" / task.name
+    if (stage_dir / "done.json").exists() and (out / "done.json").exists():
+        return json.loads((stage_dir / "done.json").read_text())  # its adapter stays separate: nothing to merge
+    try:
+        import flwr  # noqa: F401
+    except ImportError:
+        raise AgentmillError("stage federated needs Flower: pip install 'agentmill[federated]' "
+                             "(flwr with its simulation engine, Ray)") from None
+    if ctx.accelerator.num_processes > 1:
+        raise AgentmillError("stage federated runs its clients itself: launch it as one process, not under "
+                             "torchrun/accelerate with several")
+    recipe: Recipe = ctx.recipe
+    spec = recipe.stage_train(stage)
+    started = time.perf_counter()
+    backbone = stage_dir / "backbone"  # what each simulated client loads (deployed clients hold their own)
+    ctx.model.save_pretrained(backbone)
+    ctx.tokenizer.save_pretrained(backbone)
+    config = lora_config(recipe, ctx.model)
+    torch.manual_seed(recipe.seed)
+    model = get_peft_model(ctx.model, config)
+    initial = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+    held = encode_records(ctx.tokenizer, ctx.dataset(stage.heldout).heldout, stage.format, spec)
+
+    def evaluate(weights):
+        set_peft_model_state_dict(model, weights)
+        loss, _ = evaluate_loss(model, held, spec, ctx.accelerator)
+        ctx.say(f"  federated: server's held-out loss {loss:.4f}")
+        return loss
+
+    lora = config.to_dict()
+    lora["target_modules"] = sorted(lora["target_modules"]) if isinstance(lora["target_modules"], set) else lora[
+        "target_modules"]
+    lora = {k: lora[k] for k in ("r", "lora_alpha", "lora_dropout", "target_modules", "layers_to_transform", "task_type")}
+    job = {"task": task.name, "backbone": str(backbone), "clients": [c.model_dump(mode="json") for c in stage.clients],
+           "system": task.system, "tools": list(task.tools), "tool_settings": recipe.tools.model_dump(mode="json"),
+           "media": recipe.media.model_dump(mode="json"), "train": spec.model_dump(mode="json"),
+           "local_steps": stage.local_steps, "lora": lora, "seed": recipe.seed,
+           "precision": ctx.accelerator.mixed_precision, "threads": stage.client_threads,
+           "parallel": stage.parallel_clients, "scratch": str(stage_dir / "clients"), "fail": stage.inject_failures}
+    ctx.say(f"  federated: {len(stage.clients)} clients ({', '.join(c.name for c in stage.clients)}), "
+            f"{stage.rounds} rounds of {stage.local_steps} local steps, FedAvg weighted by examples")
+    try:
+        history = run_federation(stage, job, initial, evaluate)
+    finally:
+        shutil.rmtree(backbone, ignore_errors=True)
+        shutil.rmtree(stage_dir / "clients", ignore_errors=True)
+    final = history[-1]["aggregate"] if len(history) > 1 else initial
+    set_peft_model_state_dict(model, final)
+    after = eval_datasets(ctx, model, [(task.name, task.eval_data)], spec).get(task.name, {})
+    rounds = [{k: v for k, v in row.items() if k not in ("aggregate", "updates")} for row in history]
+    for row in rounds:
+        ctx.say(f"  round {row['round']}: held-out loss {row['eval_loss']:.4f}; "
+                + ", ".join(f"{c['client']} {c['examples']} examples, loss {c['train_loss']:.4f}" for c in row["clients"])
+                + "".join(f"; a client failed: {f['reason']}" for f in row["failed"]))
+        if is_main(ctx) and row["clients"]:  # per client: the stage record and rounds.json
+            n = sum(c["examples"] for c in row["clients"])
+            ctx.logger.log({"stage": "federated", "task": task.name, "split": "train", "step": row["round"],
+                            "loss": sum(c["train_loss"] * c["examples"] for c in row["clients"]) / n})
+            if row["eval_loss"] is not None:
+                ctx.logger.log({"stage": "federated", "task": task.name, "split": "eval", "step": row["round"],
+                                "loss": row["eval_loss"]})
+    if is_main(ctx):
+        model.save_pretrained(out)
+    ctx.model = model.unload()
+    trained = sum(c["examples"] for row in rounds for c in row["clients"])
+    record = {"stage": "federated", "index": index, "adapter": None, "before": {}, "after": {task.name: after},
+              "rounds": rounds, "clients": [c.name for c in stage.clients], "steps": stage.rounds * stage.local_steps,
+              "train_tokens": 0, "tokens_per_s": 0.0, "wall_s": time.perf_counter() - started,
+              "examples_trained": trained, "final_loss": rounds[-1]["eval_loss"]}
+    if is_main(ctx):
+        write_json_atomic(out / "done.json", {"after": after, "rounds": rounds})
+        write_json_atomic(stage_dir / "done.json", record)
+        (stage_dir / "rounds.json").write_text(json.dumps(rounds, indent=1))
+    settle(ctx)
+    return record

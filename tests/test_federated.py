@@ -1,0 +1,113 @@
+"""Federated fine-tuning on Flower's simulation engine: 3 clients, tiny model."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from agentmill.config import load_recipe
+from agentmill.errors import AgentmillError
+from agentmill.train import federated
+from agentmill.train.pipeline import partial_dir, train_recipe
+
+RECIPE = """\
+name: fed
+base_model: {base}
+seed: 5
+lora: {{r: 4, alpha: 8}}
+train: {{max_length: 96, lr: 3.0e-3, grad_accum: 1, eval_max_records: 6, precision: fp32, report_to: none}}
+stages:
+  - stage: federated
+    task: cs
+    system: You help Northwind Bank's customers.
+    heldout: {{path: server_heldout.jsonl, format: chat}}
+    clients:
+      - {{name: north, data: {{path: north.jsonl, format: chat}}}}
+      - {{name: south, data: {{path: south.jsonl, format: chat}}}}
+      - {{name: east, data: {{path: east.jsonl, format: chat}}}}
+    rounds: 2
+    local_steps: 4
+    on_client_failure: {rule}
+    inject_failures: {{"1": [2]}}   # east breaks in round 1
+"""
+
+
+def _chat(i: int) -> str:
+    return json.dumps({"messages": [{"role": "user", "content": f"What is the fee of card {i}?"},
+                                    {"role": "assistant", "content": f"Card {i} has no monthly fee."}]}) + "\n"
+
+
+def _write(tmp_path, tokenizer, tiny, rule: str) -> Path:
+    base = tmp_path / "base"
+    tiny.save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    for name, start, n in (("north", 0, 6), ("south", 100, 9), ("east", 200, 12), ("server_heldout", 300, 6)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(_chat(start + i) for i in range(n)))
+    recipe = tmp_path / "fed.yaml"
+    recipe.write_text(RECIPE.format(base=base, rule=rule))
+    return recipe
+
+
+def test_federated_rounds_average_the_clients_and_never_open_their_data(tmp_path, tokenizer, tiny, monkeypatch):
+    recipe = load_recipe(_write(tmp_path, tokenizer, tiny, "skip"))
+    clients = {str(c.data.path) for c in recipe.stages[0].clients}
+    opened = []
+
+    def audit(event, args):
+        if event == "open" and args and str(args[0]) in clients:
+            opened.append(str(args[0]))
+
+    sys.addaudithook(audit)  # the server process: clients run in processes of their own
+    averaged = []
+    real_mean = federated.weighted_mean
+
+    def recording_mean(updates):
+        result = real_mean(updates)
+        averaged.append((updates, result))
+        return result
+
+    monkeypatch.setattr(federated, "weighted_mean", recording_mean)
+    run = train_recipe(recipe, tmp_path / "run")
+
+    assert opened == []
+    rounds = json.loads((run / "stages" / "01-federated" / "rounds.json").read_text())
+    assert [r["round"] for r in rounds] == [0, 1, 2]
+    assert [c["client"] for c in rounds[1]["clients"]] == ["north", "south"] and len(rounds[1]["failed"]) == 1
+    assert "east" in rounds[1]["failed"][0]["reason"]  # the failure is reported, the round completes
+    assert sorted((c["client"], c["examples"]) for c in rounds[2]["clients"]) == [("east", 12), ("north", 6), ("south", 9)]
+    assert rounds[2]["eval_loss"] < rounds[0]["eval_loss"]
+
+    assert len(averaged) == 2
+    for updates, result in averaged:  # FedAvg: the example-weighted mean of what the clients sent
+        total = sum(n for _, n in updates)
+        for key, tensor in result.items():
+            expected = sum(w[key].double() * (n / total) for w, n in updates).float()
+            assert torch.equal(tensor, expected), key
+        assert not all(torch.equal(updates[0][0][k], updates[1][0][k]) for k in result)  # clients differ
+    saved = load_file(run / "adapters" / "cs" / "adapter_model.safetensors")
+    final = averaged[-1][1]
+    assert len(saved) == len(final)
+    for name, tensor in saved.items():
+        assert torch.equal(tensor, final[name]), name
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["tasks"]["cs"]["adapter"] == "adapters/cs"
+    assert manifest["tasks"]["cs"]["system"] == "You help Northwind Bank's customers."
+    assert "cs" in json.loads((run / "eval.json").read_text())["tasks"]
+
+
+def test_a_failing_client_stops_the_run_under_the_fail_rule(tmp_path, tokenizer, tiny):
+    recipe = load_recipe(_write(tmp_path, tokenizer, tiny, "fail"))
+    with pytest.raises(AgentmillError, match=r"round 1: 1 of 3 clients failed .*east.*failed \(injected\)"):
+        train_recipe(recipe, tmp_path / "run")
+    assert not (tmp_path / "run").exists() and partial_dir(tmp_path / "run").exists()
+
+
+def test_federated_recipe_errors(tmp_path, tokenizer, tiny):
+    path = _write(tmp_path, tokenizer, tiny, "skip")
+    path.write_text(path.read_text().replace("name: east", "name: north"))
+    with pytest.raises(AgentmillError, match="client names must be unique"):
+        load_recipe(path)
