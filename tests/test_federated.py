@@ -111,3 +111,13 @@ def test_federated_recipe_errors(tmp_path, tokenizer, tiny):
     path.write_text(path.read_text().replace("name: east", "name: north"))
     with pytest.raises(AgentmillError, match="client names must be unique"):
         load_recipe(path)
+
+
+def test_a_client_with_bad_data_stops_the_run_with_file_and_line(tmp_path, tokenizer, tiny):
+    path = _write(tmp_path, tokenizer, tiny, "skip")  # even under skip: bad data is the recipe's problem
+    path.write_text(path.read_text().replace('inject_failures: {"1": [2]}', "inject_failures: {}"))
+    south = tmp_path / "south.jsonl"
+    south.write_text(south.read_text() + '{"messages": [{"role": "user"}]}\n')
+    with pytest.raises(AgentmillError, match=r"data failed validation: client 'south': .*south.jsonl:10"):
+        train_recipe(load_recipe(path), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -27,6 +27,7 @@ from agentmill.paths import write_json_atomic
 from agentmill.train.common import StageContext, eval_datasets, is_main, lora_config, settle, stage_dir_of
 
 ARRAYS, CONFIG, METRICS = "arrays", "config", "metrics"
+DATA_MARK = "[bad data]"
 
 
 class ListLogger:
@@ -66,8 +67,14 @@ def client_examples(job: dict, client: int, tokenizer) -> list:
     from agentmill.tools.setup import registry_from_spec
     from agentmill.train.common import read_all
 
+    from agentmill.errors import DataError
+
     spec = DataSpec(**job["clients"][client]["data"])
-    records = read_all(spec, MediaBackends(MediaSettings(**job["media"])))
+    try:
+        records = read_all(spec, MediaBackends(MediaSettings(**job["media"])))
+    except DataError as err:  # a recipe problem, not a flaky client: the server stops on it whatever the rule
+        raise RuntimeError(f"{DATA_MARK} client '{job['clients'][client]['name']}': "
+                           + "; ".join(err.problems[:5])) from None
     schemas = None
     if job["tools"]:
         schemas = registry_from_spec(ToolsSpec(**job["tool_settings"]).model_dump(mode="json")).subset(
@@ -176,6 +183,10 @@ def _strategy(stage: FederatedStage, names: list[str], history: list[dict]):
             row["updates"] = updates
             history.append(row)
             missing = sampled - len(updates)
+            bad = [f["reason"] for f in row["failed"] if f["reason"].startswith(DATA_MARK)]
+            if bad:
+                raise AgentmillError("federated round {}: a client's data failed validation: {}".format(
+                    server_round, "; ".join(b.removeprefix(DATA_MARK).strip() for b in bad)))
             if not updates or (missing and stage.on_client_failure == "fail"):
                 reasons = "; ".join(f["reason"] for f in row["failed"]) or "no reply in time"
                 raise AgentmillError(f"federated round {server_round}: {missing} of {sampled} clients failed "
