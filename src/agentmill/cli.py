@@ -31,9 +31,13 @@ def train(
 ):
     """Run the recipe's stages and write a run directory."""
     from agentmill.config import load_recipe
+
+    _train_run(load_recipe(recipe, overrides or []), out, resume)
+
+
+def _train_run(cfg, out: Optional[Path], resume: bool) -> None:
     from agentmill.train.pipeline import train_recipe
 
-    cfg = load_recipe(recipe, overrides or [])
     run_dir = train_recipe(cfg, out, resume=resume, console=console)
     _print_eval(run_dir)
     console.print(f"[bold green]run written to {run_dir}[/]")
@@ -48,15 +52,12 @@ def federate(
 ):
     """Train a task adapter federated on Flower: each client keeps its data, the server averages adapters."""
     from agentmill.config import FederatedStage, load_recipe
-    from agentmill.train.pipeline import train_recipe
 
     cfg = load_recipe(recipe, overrides or [])
     if not any(isinstance(s, FederatedStage) for s in cfg.stages):
         raise AgentmillError(f"{recipe}: no `stage: federated` (clients, rounds) to run; `agentmill train` runs "
                              f"recipes without one")
-    run_dir = train_recipe(cfg, out, resume=resume, console=console)
-    _print_eval(run_dir)
-    console.print(f"[bold green]run written to {run_dir}[/]")
+    _train_run(cfg, out, resume)
 
 
 @app.command("eval")

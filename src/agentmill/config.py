@@ -248,7 +248,6 @@ class FederatedStage(_StageBase):
     """One task's LoRA adapter trained on Flower by clients that keep their data (train/federated.py)."""
     stage: Literal["federated"]
     task: str = Field(pattern=r"^[A-Za-z0-9_\-]+$", description="Task name (its adapter: RUN_DIR/adapters/TASK).")
-    format: Literal["chat", "instruction"] = Field("chat", description="Format of the clients' data and eval_data.")
     system: str | None = Field(None, description="System prompt of the task, as for any task.")
     tools: list[str] = Field(default_factory=list, description="Tools the task may call, as for any task.")
     heldout: DataSpec = Field(description="The server's own held-out data: scored before the first round and "

@@ -16,6 +16,7 @@ from agentmill.config import DataSpec, Recipe, TrainSpec
 from agentmill.data.formats import Record, read_records
 from agentmill.data.render import Example
 from agentmill.eval.evaluate import capped, encode_records, evaluate_classifier, evaluate_task
+from agentmill.errors import AgentmillError
 from agentmill.eval.metrics import format_metrics
 from agentmill.train.loop import LoopResult, train_loop
 
@@ -104,6 +105,16 @@ def replay_examples(ctx: StageContext, index: int, stage, n_new: int, spec: Trai
         rng.shuffle(pool)
     want = round(fraction * n_new)
     return [pools[i % len(pools)][(i // len(pools)) % len(pools[i % len(pools)])] for i in range(want)]
+
+
+def task_schemas(registry, task) -> list[dict] | None:
+    """The JSON schemas of the task's allowed tools (None without tools), as training renders them."""
+    if not task.tools:
+        return None
+    try:
+        return registry.subset(task.tools).schemas()
+    except AgentmillError as err:
+        raise AgentmillError(f"task '{task.name}', tools: {err}") from None
 
 
 def lora_config(recipe: Recipe, model=None):

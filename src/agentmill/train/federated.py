@@ -13,6 +13,7 @@ serve, eval and export work on the run unchanged.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import shutil
@@ -24,20 +25,18 @@ import torch
 from agentmill.config import FederatedStage, Recipe, TrainSpec
 from agentmill.errors import AgentmillError
 from agentmill.paths import write_json_atomic
-from agentmill.train.common import StageContext, eval_datasets, is_main, lora_config, settle, stage_dir_of
+from agentmill.train.common import StageContext, eval_datasets, is_main, lora_config, settle, stage_dir_of, task_schemas
 
 ARRAYS, CONFIG, METRICS = "arrays", "config", "metrics"
 DATA_MARK = "[bad data]"
 
 
-class ListLogger:
-    """The loop's logger inside a client: the records go back to the server with the weights."""
-
-    def __init__(self):
-        self.records: list[dict] = []
+class DiscardLogger:
+    """The loop's logger inside a client: its per-step records stay there (the reply carries the
+    round's loss, steps and time)."""
 
     def log(self, record: dict) -> None:
-        self.records.append(record)
+        pass
 
 
 # ------------------------------------------------------------------ the client (its own process)
@@ -58,16 +57,24 @@ def _backbone(folder: str):
     return _backbones[folder]
 
 
+_examples: dict[str, list] = {}
+
+
 def client_examples(job: dict, client: int, tokenizer) -> list:
-    """The client's own records, validated (FILE:LINE errors) and prompted as the task is at run time."""
-    from agentmill.config import DataSpec, MediaSettings, ToolsSpec
+    """The client's own records, validated (FILE:LINE errors) and prompted as the task is at run time;
+    read once per client process while the file and the options stay the same (every round trains on it)."""
+    data = job["clients"][client]["data"]
+    stat = Path(data["path"]).stat() if Path(data["path"]).exists() else None
+    key = json.dumps([data, stat and [stat.st_mtime_ns, stat.st_size], job["system"], job["schemas"], job["train"]],
+                     sort_keys=True, default=str)
+    if key in _examples:
+        return _examples[key]
+    from agentmill.config import DataSpec, MediaSettings
     from agentmill.data.formats import apply_task_prompt
+    from agentmill.errors import DataError
     from agentmill.eval.evaluate import encode_records
     from agentmill.media import MediaBackends
-    from agentmill.tools.setup import registry_from_spec
     from agentmill.train.common import read_all
-
-    from agentmill.errors import DataError
 
     spec = DataSpec(**job["clients"][client]["data"])
     try:
@@ -75,20 +82,17 @@ def client_examples(job: dict, client: int, tokenizer) -> list:
     except DataError as err:  # a recipe problem, not a flaky client: the server stops on it whatever the rule
         raise RuntimeError(f"{DATA_MARK} client '{job['clients'][client]['name']}': "
                            + "; ".join(err.problems[:5])) from None
-    schemas = None
-    if job["tools"]:
-        schemas = registry_from_spec(ToolsSpec(**job["tool_settings"]).model_dump(mode="json")).subset(
-            job["tools"]).schemas()
-    if job["system"] or schemas:
-        apply_task_prompt(records, spec.format, job["system"], schemas)
-    return encode_records(tokenizer, records, spec.format, TrainSpec(**job["train"]))
+    if job["system"] or job["schemas"]:
+        apply_task_prompt(records, spec.format, job["system"], job["schemas"])
+    _examples[key] = encode_records(tokenizer, records, spec.format, TrainSpec(**job["train"]))
+    return _examples[key]
 
 
 def train_client(job: dict, client: int, server_round: int, weights: dict[str, torch.Tensor], work: Path):
-    """One client's round: the global adapter, `local_steps` on its own data; (weights, examples, logs)."""
+    """One client's round: the global adapter, `local_steps` on its own data; (weights, examples, result)."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
-    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
     from agentmill.train.loop import train_loop
 
@@ -98,21 +102,20 @@ def train_client(job: dict, client: int, server_round: int, weights: dict[str, t
     if not examples:
         raise AgentmillError(f"client '{job['clients'][client]['name']}': {job['clients'][client]['data']['path']} "
                              f"holds no records")
-    model = get_peft_model(backbone, LoraConfig(**job["lora"]))
+    model = get_peft_model(backbone, copy.deepcopy(job["lora"]))  # peft fills its config in
     try:
         set_peft_model_state_dict(model, weights)
         AcceleratorState._reset_state()
         accelerator = Accelerator(mixed_precision=job["precision"], cpu=True)
         spec = TrainSpec(**{**job["train"], "max_steps": job["local_steps"], "epochs": 1})
-        logger = ListLogger()
         seed = job["seed"] + 1000 * server_round + client
         result = train_loop(model, examples, [], spec, accelerator=accelerator, ckpt_dir=work / "checkpoints",
-                            logger=logger, stage="federated", task=job["task"], seed=seed, eval_at_end=False)
+                            logger=DiscardLogger(), stage="federated", task=job["task"], seed=seed, eval_at_end=False)
         trained = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
     finally:
         model.unload()
         shutil.rmtree(work, ignore_errors=True)
-    return trained, len(examples), result, logger.records
+    return trained, len(examples), result
 
 
 def client_app(job: dict):
@@ -130,7 +133,7 @@ def client_app(job: dict):
             raise RuntimeError(f"client '{job['clients'][client]['name']}' failed (injected)")
         weights = msg.content[ARRAYS].to_torch_state_dict()
         work = Path(job["scratch"]) / f"{client}-{server_round}"
-        trained, n, result, logs = train_client(job, client, server_round, weights, work)
+        trained, n, result = train_client(job, client, server_round, weights, work)
         metrics = MetricRecord({"num-examples": n, "train_loss": float(result.final_loss), "client": client,
                                 "steps": result.steps, "tokens": result.tokens, "wall_s": result.wall_s})
         return Message(RecordDict({ARRAYS: ArrayRecord(trained), METRICS: metrics}), reply_to=msg)
@@ -245,11 +248,12 @@ def run(ctx: StageContext, stage: FederatedStage, index: int) -> dict:
     from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
     from agentmill.eval.evaluate import encode_records
+    from agentmill.tools.setup import registry_from_spec
     from agentmill.train.loop import evaluate_loss
 
     stage_dir = stage_dir_of(ctx, index, "federated")
     task = stage.tasks[0]
-    ctx.tasks[task.name] = {"stage": "federated", "format": stage.format, "adapter": f"adapters/{task.name}"}
+    ctx.tasks[task.name] = {"stage": "federated", "format": stage.heldout.format, "adapter": f"adapters/{task.name}"}
     out = ctx.work_dir / "adapters" / task.name
     if (stage_dir / "done.json").exists() and (out / "done.json").exists():
         return json.loads((stage_dir / "done.json").read_text())  # its adapter stays separate: nothing to merge
@@ -271,7 +275,7 @@ def run(ctx: StageContext, stage: FederatedStage, index: int) -> dict:
     torch.manual_seed(recipe.seed)
     model = get_peft_model(ctx.model, config)
     initial = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
-    held = encode_records(ctx.tokenizer, ctx.dataset(stage.heldout).heldout, stage.format, spec)
+    held = encode_records(ctx.tokenizer, ctx.dataset(stage.heldout).heldout, stage.heldout.format, spec)
 
     def evaluate(weights):
         set_peft_model_state_dict(model, weights)
@@ -279,14 +283,10 @@ def run(ctx: StageContext, stage: FederatedStage, index: int) -> dict:
         ctx.say(f"  federated: server's held-out loss {loss:.4f}")
         return loss
 
-    lora = config.to_dict()
-    lora["target_modules"] = sorted(lora["target_modules"]) if isinstance(lora["target_modules"], set) else lora[
-        "target_modules"]
-    lora = {k: lora[k] for k in ("r", "lora_alpha", "lora_dropout", "target_modules", "layers_to_transform", "task_type")}
     job = {"task": task.name, "backbone": str(backbone), "clients": [c.model_dump(mode="json") for c in stage.clients],
-           "system": task.system, "tools": list(task.tools), "tool_settings": recipe.tools.model_dump(mode="json"),
+           "system": task.system, "schemas": task_schemas(registry_from_spec(recipe.tools.model_dump(mode="json")), task),
            "media": recipe.media.model_dump(mode="json"), "train": spec.model_dump(mode="json"),
-           "local_steps": stage.local_steps, "lora": lora, "seed": recipe.seed,
+           "local_steps": stage.local_steps, "lora": config, "seed": recipe.seed,
            "precision": ctx.accelerator.mixed_precision, "threads": stage.client_threads,
            "parallel": stage.parallel_clients, "scratch": str(stage_dir / "clients"), "fail": stage.inject_failures}
     ctx.say(f"  federated: {len(stage.clients)} clients ({', '.join(c.name for c in stage.clients)}), "
@@ -322,6 +322,6 @@ def run(ctx: StageContext, stage: FederatedStage, index: int) -> dict:
     if is_main(ctx):
         write_json_atomic(out / "done.json", {"after": after, "rounds": rounds})
         write_json_atomic(stage_dir / "done.json", record)
-        (stage_dir / "rounds.json").write_text(json.dumps(rounds, indent=1))
+        write_json_atomic(stage_dir / "rounds.json", rounds)
     settle(ctx)
     return record

@@ -22,7 +22,7 @@ from agentmill.data.formats import apply_task_prompt
 from agentmill.errors import AgentmillError, DataError
 from agentmill.hardware import announce, choose_precision
 from agentmill.train import crosstask, dialogue, federated, finetune, pretrain
-from agentmill.train.common import EVAL_NAMES, Dataset, StageContext, read_all, split_heldout
+from agentmill.train.common import EVAL_NAMES, Dataset, StageContext, read_all, split_heldout, task_schemas
 
 STAGES = {"pretrain": pretrain.run, "finetune": finetune.run, "dialogue": dialogue.run, "crosstask": crosstask.run,
           "federated": federated.run}
@@ -101,10 +101,7 @@ def apply_task_prompts(recipe: Recipe, datasets: dict[str, Dataset]) -> None:
 
     registry = registry_from_spec(recipe.tools.model_dump(mode="json"))
     for task in tasks:
-        try:
-            schemas = registry.subset(task.tools).schemas() if task.tools else None
-        except AgentmillError as err:
-            raise AgentmillError(f"task '{task.name}', tools: {err}") from None
+        schemas = task_schemas(registry, task)
         for spec in [task.data] + ([task.eval_data] if task.eval_data else []):
             ds = datasets[str(spec.path)]
             apply_task_prompt(ds.train + ds.heldout, spec.format, task.system, schemas)
