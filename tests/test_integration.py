@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 
 from agentmill.config import TrainSpec
 from agentmill.data.formats import read_records
@@ -56,6 +57,9 @@ def test_a_few_lora_steps_on_domain_text_lower_held_out_loss(real, tmp_path):
     held_texts = [r.text for r in read_records(EXAMPLE / "corpus_heldout.txt", "text")][:15]
     train = encode_text(tokenizer, train_texts, 256)
     held = encode_text(tokenizer, held_texts, 256)
+    # the mixed-precision state is a process-wide singleton that an earlier in-process run (fp32) may
+    # have set: a fresh Accelerator asks for this machine's precision, as train_recipe does
+    AcceleratorState._reset_state()
     accelerator = Accelerator(cpu=True, mixed_precision=choose_precision(spec.precision, "cpu").accelerate)
     for p in base.parameters():
         p.requires_grad_(False)
