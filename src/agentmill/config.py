@@ -79,6 +79,9 @@ class TrainSpec(_Strict):
         True, description="With packing, put a common untrained prefix (a task's system prompt and tool list) "
         "once per row; the other examples attend to it. Exact: same loss and gradients. Measured on the "
         "example's tool conversations: ~2x the conversations per 1,024-token row.")
+    fused_lora: bool = Field(
+        True, description="Run each plain LoRA Linear layer as one fused product (model/fused_lora.py) instead of "
+        "peft's three passes over its output. Same loss and gradients up to float rounding; off: peft's forward.")
     mask: Literal["assistant", "all", "last_turn"] = Field(
         "assistant", description="Which tokens of a conversation carry a loss.")
     eval_every: int | None = Field(

@@ -30,6 +30,7 @@ from agentmill.hardware import peak_gflops, trim_heap
 from agentmill.model.attention import packed_attention
 from agentmill.model.flops import StepFlops, attention_pairs
 from agentmill.model.frozen import frozen_linear_weights, remove_stale_masters
+from agentmill.model.fused_lora import fused_lora
 
 
 @dataclass
@@ -327,7 +328,7 @@ def train_loop(model, train: list[Example], eval_examples: list[Example], spec: 
     if accelerator.is_main_process:
         remove_stale_masters(ckpt_dir)
     accelerator.wait_for_everyone()
-    with frozen_linear_weights(raw_model, fast, offload=ckpt_dir):
+    with frozen_linear_weights(raw_model, fast, offload=ckpt_dir), fused_lora(raw_model, spec.fused_lora):
         for step in range(start, n_steps):
             my_rows = rows_of_step(step, len(rows), per_step, seed, groups)[rank * spec.grad_accum:
                                                                               (rank + 1) * spec.grad_accum]
