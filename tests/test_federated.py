@@ -121,3 +121,40 @@ def test_a_client_with_bad_data_stops_the_run_with_file_and_line(tmp_path, token
     with pytest.raises(AgentmillError, match=r"data failed validation: client 'south': .*south.jsonl:10"):
         train_recipe(load_recipe(path), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+class _Reply:
+    """What the strategy reads of a Flower reply (a real Message needs a running Flower run)."""
+
+    def __init__(self, client: int, weights: dict, examples: int):
+        from flwr.app import ArrayRecord, MetricRecord, RecordDict
+
+        metrics = MetricRecord({"num-examples": examples, "train_loss": 0.5, "client": client, "steps": 4,
+                                "tokens": 10, "wall_s": 1.0})
+        self.content = RecordDict({federated.ARRAYS: ArrayRecord(weights), federated.METRICS: metrics})
+
+    def has_error(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("rule", ["skip", "fail"])
+def test_a_client_without_a_reply_in_time_is_counted_and_the_rule_applies(tmp_path, rule):
+    """Flower returns the replies that came within round_timeout_s: a sampled client with neither a
+    reply nor an error is reported as timed out; skip averages the others, fail stops naming the limit."""
+    from agentmill.config import FederatedStage
+
+    stage = FederatedStage.model_validate({
+        "stage": "federated", "task": "cs", "heldout": {"path": "h.jsonl", "format": "chat"},
+        "clients": [{"name": n, "data": {"path": f"{n}.jsonl", "format": "chat"}} for n in ("north", "south", "east")],
+        "on_client_failure": rule, "round_timeout_s": 30})
+    history: list[dict] = []
+    strategy = federated._strategy(stage, ["north", "south", "east"], history)
+    replies = [_Reply(0, {"w": torch.full((2,), 1.0)}, 1), _Reply(1, {"w": torch.full((2,), 4.0)}, 3)]  # east: none
+    if rule == "fail":
+        with pytest.raises(AgentmillError, match=r"1 of 3 clients failed.*no reply within round_timeout_s \(30 s\)"):
+            strategy.aggregate_train(1, replies)
+        return
+    arrays, _ = strategy.aggregate_train(1, replies)
+    assert history[0]["timed_out"] == 1 and history[0]["failed"] == []
+    assert [c["client"] for c in history[0]["clients"]] == ["north", "south"]
+    assert torch.equal(arrays.to_torch_state_dict()["w"], torch.full((2,), 3.25))  # (1*1 + 4*3) / 4

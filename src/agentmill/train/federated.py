@@ -186,12 +186,18 @@ def _strategy(stage: FederatedStage, names: list[str], history: list[dict]):
             row["updates"] = updates
             history.append(row)
             missing = sampled - len(updates)
+            # a sampled client with neither a reply nor an error ran past round_timeout_s
+            row["timed_out"] = max(0, missing - len(row["failed"]))
             bad = [f["reason"] for f in row["failed"] if f["reason"].startswith(DATA_MARK)]
             if bad:
                 raise AgentmillError("federated round {}: a client's data failed validation: {}".format(
                     server_round, "; ".join(b.removeprefix(DATA_MARK).strip() for b in bad)))
             if not updates or (missing and stage.on_client_failure == "fail"):
-                reasons = "; ".join(f["reason"] for f in row["failed"]) or "no reply in time"
+                reasons = [f["reason"] for f in row["failed"]]
+                if row["timed_out"]:
+                    reasons.append(f"{row['timed_out']} gave no reply within round_timeout_s "
+                                   f"({stage.round_timeout_s:g} s)")
+                reasons = "; ".join(reasons)
                 raise AgentmillError(f"federated round {server_round}: {missing} of {sampled} clients failed "
                                      f"(on_client_failure: {stage.on_client_failure}): {reasons}")
             from flwr.app import ArrayRecord, MetricRecord
@@ -303,7 +309,8 @@ def run(ctx: StageContext, stage: FederatedStage, index: int) -> dict:
     for row in rounds:
         ctx.say(f"  round {row['round']}: held-out loss {row['eval_loss']:.4f}; "
                 + ", ".join(f"{c['client']} {c['examples']} examples, loss {c['train_loss']:.4f}" for c in row["clients"])
-                + "".join(f"; a client failed: {f['reason']}" for f in row["failed"]))
+                + "".join(f"; a client failed: {f['reason']}" for f in row["failed"])
+                + (f"; {row['timed_out']} gave no reply within round_timeout_s" if row.get("timed_out") else ""))
         if is_main(ctx) and row["clients"]:  # per client: the stage record and rounds.json
             n = sum(c["examples"] for c in row["clients"])
             ctx.logger.log({"stage": "federated", "task": task.name, "split": "train", "step": row["round"],
