@@ -7,7 +7,7 @@ the same rows; the arms alternate --rounds times, so drift of the host hits both
 median seconds per step after the first (warm-up) step, trained tokens/s, MFU as the loop logs
 it, and the losses of both arms (they train the same thing: equal up to float rounding).
 
-Run: .venv/bin/python bench/fused_lora.py [--budget 2048] [--steps 4] [--rounds 2] [--out FILE]
+Run: .venv/bin/python bench/fused_lora.py [--budget 2048] [--steps 4] [--rounds 2] [--task NAME] [--out FILE]
 """
 
 from __future__ import annotations
@@ -57,8 +57,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--examples", type=int, default=96)
+    ap.add_argument("--task", choices=train_compare.TASKS, help="one task's conversations (default: both)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    if args.task:
+        train_compare.TASKS = (args.task,)
     precision = choose_precision("auto")
     train, _ = train_compare.load_examples(load_tokenizer(train_compare.MODEL), args.examples, 0)
     arms: dict[str, list[dict]] = {"peft": [], "fused": []}
@@ -66,7 +69,7 @@ def main() -> None:
         for name in arms:
             arms[name].append(run_arm(name == "fused", train, args.budget, args.steps, precision))
     result = {"cpu": cpu_model(), "precision": precision.name, "budget": args.budget, "steps": args.steps,
-              "rounds": args.rounds}
+              "rounds": args.rounds, "tasks": list(train_compare.TASKS)}
     for name, runs in arms.items():
         step_s = statistics.median(t for r in runs for t in r["step_s"])
         trained = sum(sum(r["trained_tokens"]) for r in runs) / sum(sum(r["step_s"]) for r in runs)

@@ -114,7 +114,8 @@ def _segment_attention(query, key, value, s: int, e: int, r: int, p: int, scalin
 def _eager(q, k, v, blocked: torch.Tensor, scaling: float) -> torch.Tensor:
     """softmax(q k^T) v with `blocked` keys masked out; softmax in float32."""
     w = torch.matmul(q * scaling, k.transpose(2, 3))  # scaling the [n, d] queries, not the [n, n] scores
-    w = w.float().masked_fill(blocked, float("-inf")).softmax(-1).to(v.dtype)
+    w = w.float()  # a new tensor in bf16; in fp32 the product itself, which autograd does not keep
+    w = w.masked_fill_(blocked, float("-inf")).softmax(-1).to(v.dtype)
     return torch.matmul(w, v)
 
 
