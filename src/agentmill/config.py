@@ -492,12 +492,8 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
         raise _explain(err, path, root) from None
     base = path.parent.resolve()
     for stage in recipe.stages:
-        if isinstance(stage, FederatedStage):  # its task's data is `heldout` (the tasks property reads it)
-            for spec in [stage.heldout] + [c.data for c in stage.clients]:
-                spec.path = (base / spec.path).resolve()
-            recipe.stage_train(stage)
-            continue
         specs = list(getattr(stage, "data", [])) + list(getattr(stage, "eval_data", []))
+        specs += [c.data for c in getattr(stage, "clients", [])]  # federated: the data owners' files
         for task in getattr(stage, "tasks", []):
             specs += [task.data] + ([task.eval_data] if task.eval_data else [])
         for spec in specs:

@@ -51,20 +51,17 @@ class _LoraLinear(torch.autograd.Function):
 
 def _fusable(module) -> str | None:
     """The adapter name of a plain LoRA Linear layer this module can fuse, else None."""
-    base = module.get_base_layer()
-    if not isinstance(base, torch.nn.Linear) or base.weight.requires_grad:
+    from agentmill.model.row_lora import layer_unsupported
+
+    if layer_unsupported(module) is not None:
         return None
-    if base.bias is not None and base.bias.requires_grad:
+    base = module.get_base_layer()
+    if base.weight.requires_grad or (base.bias is not None and base.bias.requires_grad):
         return None
     active = [a for a in module.active_adapters if a in module.lora_A]
-    if len(active) != 1:
+    if len(active) != 1 or not isinstance(module.lora_dropout[active[0]], torch.nn.Identity):
         return None
-    name = active[0]
-    if name in getattr(module, "lora_variant", {}) or getattr(module.lora_B[name], "bias", None) is not None:
-        return None
-    if not isinstance(module.lora_dropout[name], torch.nn.Identity):
-        return None
-    return name
+    return active[0]
 
 
 def _fused_forward(module, name: str, peft_forward):

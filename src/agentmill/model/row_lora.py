@@ -29,17 +29,22 @@ def unsupported(model) -> str | None:
     from peft.tuners.lora import LoraLayer
 
     for name, module in model.named_modules():
-        if not isinstance(module, LoraLayer):
-            continue
-        if not isinstance(module.get_base_layer(), torch.nn.Linear):
-            return f"{name}: adapts a {type(module.get_base_layer()).__name__}, not a Linear layer"
-        if getattr(module, "lora_variant", None):
-            return f"{name}: a LoRA variant (e.g. DoRA)"
-        for adapter, b in module.lora_B.items():
-            if getattr(b, "bias", None) is not None:
-                return f"{name}: adapter '{adapter}' has a bias"
-        if module.merged_adapters:
-            return f"{name}: adapters are merged into the weights"
+        if isinstance(module, LoraLayer) and (reason := layer_unsupported(module)) is not None:
+            return f"{name}: {reason}"
+    return None
+
+
+def layer_unsupported(module) -> str | None:
+    """Why one LoRA layer is not plain LoRA on a Linear layer, unmerged (None: it is)."""
+    if not isinstance(module.get_base_layer(), torch.nn.Linear):
+        return f"adapts a {type(module.get_base_layer()).__name__}, not a Linear layer"
+    if getattr(module, "lora_variant", None):
+        return "a LoRA variant (e.g. DoRA)"
+    for adapter, b in module.lora_B.items():
+        if getattr(b, "bias", None) is not None:
+            return f"adapter '{adapter}' has a bias"
+    if module.merged_adapters:
+        return "adapters are merged into the weights"
     return None
 
 

@@ -31,14 +31,6 @@ ARRAYS, CONFIG, METRICS = "arrays", "config", "metrics"
 DATA_MARK = "[bad data]"
 
 
-class DiscardLogger:
-    """The loop's logger inside a client: its per-step records stay there (the reply carries the
-    round's loss, steps and time)."""
-
-    def log(self, record: dict) -> None:
-        pass
-
-
 # ------------------------------------------------------------------ the client (its own process)
 
 _backbones: dict[str, tuple] = {}
@@ -95,6 +87,7 @@ def train_client(job: dict, client: int, server_round: int, weights: dict[str, t
     from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
     from agentmill.train.loop import train_loop
+    from agentmill.train.tracking import MetricsLogger  # disabled: the reply carries the round's loss and time
 
     torch.set_num_threads(max(1, job["threads"]))
     backbone, tokenizer = _backbone(job["backbone"])
@@ -110,7 +103,7 @@ def train_client(job: dict, client: int, server_round: int, weights: dict[str, t
         spec = TrainSpec(**{**job["train"], "max_steps": job["local_steps"], "epochs": 1})
         seed = job["seed"] + 1000 * server_round + client
         result = train_loop(model, examples, [], spec, accelerator=accelerator, ckpt_dir=work / "checkpoints",
-                            logger=DiscardLogger(), stage="federated", task=job["task"], seed=seed, eval_at_end=False)
+                            logger=MetricsLogger(work, enabled=False), stage="federated", task=job["task"], seed=seed, eval_at_end=False)
         trained = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
     finally:
         model.unload()
@@ -149,6 +142,11 @@ def weighted_mean(updates: list[tuple[dict[str, torch.Tensor], int]]) -> dict[st
     total = sum(n for _, n in updates)
     return {k: sum(w[k].double() * (n / total) for w, n in updates).to(updates[0][0][k].dtype)
             for k in updates[0][0]}
+
+
+def mean_loss(clients: list[dict]) -> float:
+    """The clients' local training loss, weighted by their example counts."""
+    return sum(c["train_loss"] * c["examples"] for c in clients) / sum(c["examples"] for c in clients)
 
 
 def _reason(text: str) -> str:
@@ -203,9 +201,8 @@ def _strategy(stage: FederatedStage, names: list[str], history: list[dict]):
             from flwr.app import ArrayRecord, MetricRecord
 
             row["aggregate"] = weighted_mean(updates)
-            total = sum(n for _, n in updates)
-            loss = sum(c["train_loss"] * c["examples"] for c in row["clients"]) / total
-            return ArrayRecord(row["aggregate"]), MetricRecord({"train_loss": loss, "num-examples": total})
+            return ArrayRecord(row["aggregate"]), MetricRecord({"train_loss": mean_loss(row["clients"]),
+                                                                "num-examples": sum(n for _, n in updates)})
 
     return Averaging(fraction_train=stage.fraction, fraction_evaluate=0.0, min_train_nodes=sampled,
                      min_available_nodes=len(names))
@@ -312,9 +309,8 @@ def run(ctx: StageContext, stage: FederatedStage, index: int) -> dict:
                 + "".join(f"; a client failed: {f['reason']}" for f in row["failed"])
                 + (f"; {row['timed_out']} gave no reply within round_timeout_s" if row.get("timed_out") else ""))
         if is_main(ctx) and row["clients"]:  # per client: the stage record and rounds.json
-            n = sum(c["examples"] for c in row["clients"])
             ctx.logger.log({"stage": "federated", "task": task.name, "split": "train", "step": row["round"],
-                            "loss": sum(c["train_loss"] * c["examples"] for c in row["clients"]) / n})
+                            "loss": mean_loss(row["clients"])})
             if row["eval_loss"] is not None:
                 ctx.logger.log({"stage": "federated", "task": task.name, "split": "eval", "step": row["round"],
                                 "loss": row["eval_loss"]})
