@@ -8,8 +8,9 @@ quarter of the base's own matrix products on a CPU. Here the base output is comp
 low-rank product accumulates into it in place (`addmm_` with `alpha=scaling`); the backward
 scales only the [tokens, r] intermediate. The frozen weight gets no gradient.
 
-Measured (bench/train_step.py --fused): see the README's "Training speed". Same loss and
-gradients as peft's path up to float rounding (tests/test_fused_lora.py). Plain LoRA only:
+Measured by bench/fused_lora.py (one 2,048-token tool row a step, 2-core Zen 4): 1.16-1.22x
+on the AVX2 fp32 path, 1.14x in bf16 (README, "Speed"). Same loss and gradients as peft's
+path up to float rounding (tests/test_fused_lora.py). Plain LoRA only:
 one active adapter, no dropout, no variant (DoRA), no bias on B, a Linear base; any other
 layer, and any forward peft would route differently (disabled or merged adapters, mixed
 `adapter_names`), keeps peft's own forward.
