@@ -58,8 +58,13 @@ soak: install-test
 demo: install
 	$(VENV)/bin/agentmill demo
 
+# two workers, each test file on one of them: the suite is about a third subprocess starts and
+# imports, which a second worker overlaps (467 -> 314 s measured on a 2-core EPYC Zen 4)
+TEST_WORKERS ?= 2
+PYTEST := $(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
+
 test: install-test
-	$(VENV)/bin/pytest -q
+	$(PYTEST)
 
 # the API contract fuzz of `make test`, longer: 200 examples per operation, FUZZ_SEED to vary it
 FUZZ_SEED ?= 1
@@ -67,10 +72,10 @@ fuzz: install-test
 	AGENTMILL_FUZZ_EXAMPLES=200 AGENTMILL_FUZZ_SEED=$(FUZZ_SEED) $(VENV)/bin/pytest -q -s tests/test_contract.py -k fuzzer
 
 test-unit: install-test
-	$(VENV)/bin/pytest -q -m "not integration"
+	$(PYTEST) -m "not integration"
 
 test-integration: install-test
-	$(VENV)/bin/pytest -q -m integration
+	$(PYTEST) -m integration
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -24,6 +24,15 @@ def tiny(tokenizer):
     return tiny_model(tokenizer).eval()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_mixed_precision():
+    """accelerate's mixed-precision state is process-wide: a pipeline run earlier in the same
+    worker (bf16 where that is fast) must not decide the precision of the next test."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
+
+
 @pytest.fixture
 def script(monkeypatch):
     """Scripted model for the agent: each generation returns the next output of script["outputs"]

@@ -12,7 +12,9 @@ def home() -> Path:
 def write_text_atomic(path: Path, text: str) -> None:
     """Write a file so that readers (and a resumed run) never see it half-written."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    # one temporary name per process: two processes writing the same file (a shared cache)
+    # must not rename each other's half-written copy
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
 

@@ -49,21 +49,35 @@ def converter_dir() -> Path:
             raise ExportError(f"cannot fetch llama.cpp's converter (the llama-cpp-python {LLAMA_CPP_VERSION} sdist "
                               f"from PyPI): {(got.stderr or got.stdout).strip().splitlines()[-1:] or 'no archive'}; "
                               f"or set AGENTMILL_LLAMA_CPP to a llama.cpp checkout")
-        staging = folder.parent / f".{folder.name}.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        prefix = f"llama_cpp_python-{LLAMA_CPP_VERSION}/vendor/llama.cpp/"
-        with tarfile.open(archives[0]) as archive:
-            for member in archive.getmembers():
-                rel = member.name[len(prefix):] if member.name.startswith(prefix) else None
-                if rel and ".." not in Path(rel).parts and (member.isfile() and any(rel == m or rel.startswith(m) for m in _MEMBERS)):
-                    target = staging / rel
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with archive.extractfile(member) as src, open(target, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-        if not (staging / "convert_hf_to_gguf.py").is_file():
-            raise ExportError(f"the llama-cpp-python {LLAMA_CPP_VERSION} sdist holds no convert_hf_to_gguf.py")
-        staging.rename(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))  # one per process
+        os.chmod(staging, 0o755)
+        try:
+            _extract_converter(archives[0], staging)
+            staging.rename(folder)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            if not (folder / "convert_hf_to_gguf.py").is_file():
+                raise
+            # another process fetched it first
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     return folder
+
+
+def _extract_converter(archive_path: Path, staging: Path) -> None:
+    prefix = f"llama_cpp_python-{LLAMA_CPP_VERSION}/vendor/llama.cpp/"
+    with tarfile.open(archive_path) as archive:
+        for member in archive.getmembers():
+            rel = member.name[len(prefix):] if member.name.startswith(prefix) else None
+            if rel and ".." not in Path(rel).parts and (member.isfile() and any(rel == m or rel.startswith(m) for m in _MEMBERS)):
+                target = staging / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with archive.extractfile(member) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+    if not (staging / "convert_hf_to_gguf.py").is_file():
+        raise ExportError(f"the llama-cpp-python {LLAMA_CPP_VERSION} sdist holds no convert_hf_to_gguf.py")
 
 
 def check_type(outtype: str) -> None:

@@ -65,10 +65,12 @@ def _convert_gguf(alias: str, target: Path) -> None:
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if target.exists():  # another process finished first
-            shutil.rmtree(tmp)
-        else:
+        try:
             os.replace(tmp, target)
+        except OSError:
+            if not target.exists():
+                raise
+            shutil.rmtree(tmp)  # another process finished first
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
