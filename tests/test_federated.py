@@ -1,5 +1,6 @@
 """Federated fine-tuning on Flower's simulation engine: 3 clients, tiny model."""
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ stages:
     local_steps: 4
     on_client_failure: {rule}
     inject_failures: {{"1": [2]}}   # east breaks in round 1
-"""
+{extra}"""
 
 
 def _chat(i: int) -> str:
@@ -40,19 +41,20 @@ def _chat(i: int) -> str:
                                     {"role": "assistant", "content": f"Card {i} has no monthly fee."}]}) + "\n"
 
 
-def _write(tmp_path, tokenizer, tiny, rule: str) -> Path:
+def _write(tmp_path, tokenizer, tiny, rule: str, extra: str = "") -> Path:
     base = tmp_path / "base"
     tiny.save_pretrained(base)
     tokenizer.save_pretrained(base)
     for name, start, n in (("north", 0, 6), ("south", 100, 9), ("east", 200, 12), ("server_heldout", 300, 6)):
         (tmp_path / f"{name}.jsonl").write_text("".join(_chat(start + i) for i in range(n)))
     recipe = tmp_path / "fed.yaml"
-    recipe.write_text(RECIPE.format(base=base, rule=rule))
+    recipe.write_text(RECIPE.format(base=base, rule=rule, extra=extra))
     return recipe
 
 
 def test_federated_rounds_average_the_clients_and_never_open_their_data(tmp_path, tokenizer, tiny, monkeypatch):
-    recipe = load_recipe(_write(tmp_path, tokenizer, tiny, "skip"))
+    # FedProx: the server's mean is FedAvg's; its mu reaches every client (and is reported back)
+    recipe = load_recipe(_write(tmp_path, tokenizer, tiny, "skip", "    strategy: fedprox\n    proximal_mu: 0.5\n"))
     clients = {str(c.data.path) for c in recipe.stages[0].clients}
     opened = []
 
@@ -79,6 +81,9 @@ def test_federated_rounds_average_the_clients_and_never_open_their_data(tmp_path
     assert "east" in rounds[1]["failed"][0]["reason"]  # the failure is reported, the round completes
     assert sorted((c["client"], c["examples"]) for c in rounds[2]["clients"]) == [("east", 12), ("north", 6), ("south", 9)]
     assert rounds[2]["eval_loss"] < rounds[0]["eval_loss"]
+    assert {c["proximal_mu"] for r in rounds[1:] for c in r["clients"]} == {0.5}
+    record = json.loads((run / "stages" / "01-federated" / "done.json").read_text())
+    assert (record["strategy"], record["proximal_mu"]) == ("fedprox", 0.5)
 
     assert len(averaged) == 2
     for updates, result in averaged:  # FedAvg: the example-weighted mean of what the clients sent
@@ -108,8 +113,12 @@ def test_a_failing_client_stops_the_run_under_the_fail_rule(tmp_path, tokenizer,
 
 def test_federated_recipe_errors(tmp_path, tokenizer, tiny):
     path = _write(tmp_path, tokenizer, tiny, "skip")
-    path.write_text(path.read_text().replace("name: east", "name: north"))
+    text = path.read_text()
+    path.write_text(text.replace("name: east", "name: north"))
     with pytest.raises(AgentmillError, match="client names must be unique"):
+        load_recipe(path)
+    path.write_text(text.replace("    rounds: 2", "    proximal_mu: 0.1\n    rounds: 2"))
+    with pytest.raises(AgentmillError, match=r"proximal_mu is an option of strategy: fedprox \(this stage's is fedavg\)"):
         load_recipe(path)
 
 
@@ -130,7 +139,7 @@ class _Reply:
         from flwr.app import ArrayRecord, MetricRecord, RecordDict
 
         metrics = MetricRecord({"num-examples": examples, "train_loss": 0.5, "client": client, "steps": 4,
-                                "tokens": 10, "wall_s": 1.0})
+                                "tokens": 10, "wall_s": 1.0, "proximal_mu": 0.0})
         self.content = RecordDict({federated.ARRAYS: ArrayRecord(weights), federated.METRICS: metrics})
 
     def has_error(self) -> bool:
@@ -158,3 +167,52 @@ def test_a_client_without_a_reply_in_time_is_counted_and_the_rule_applies(tmp_pa
     assert history[0]["timed_out"] == 1 and history[0]["failed"] == []
     assert [c["client"] for c in history[0]["clients"]] == ["north", "south"]
     assert torch.equal(arrays.to_torch_state_dict()["w"], torch.full((2,), 3.25))  # (1*1 + 4*3) / 4
+
+
+@pytest.mark.parametrize("mu", [0.0, 0.5])
+def test_fedprox_term_is_the_gradient_of_the_proximal_penalty(mu):
+    """grad += mu·(w - w0) is the gradient of (mu/2)·||w - w0||² added to the loss."""
+    from agentmill.train.loop import add_proximal_gradient
+
+    g = torch.Generator().manual_seed(0)
+    w0 = [torch.randn(3, 4, generator=g), torch.randn(5, generator=g)]
+    params = [(w + 0.3 * torch.randn(w.shape, generator=g)).requires_grad_() for w in w0]
+    x = torch.randn(4, generator=g)
+    task_loss = lambda: (params[0] @ x).square().sum() + params[1].sum()  # noqa: E731
+    task_loss().backward()
+    add_proximal_gradient(params, w0, mu)
+    ours = [p.grad.clone() for p in params]
+    for p in params:
+        p.grad = None
+    (task_loss() + mu / 2 * sum((p - w).square().sum() for p, w in zip(params, w0))).backward()
+    for a, p in zip(ours, params):
+        assert torch.allclose(a, p.grad, atol=1e-6)
+
+
+def test_a_fedprox_client_stays_nearer_the_global_adapter(tmp_path, tokenizer, tiny):
+    """One client's round in this process: the larger mu, the less its adapter moves from the global one."""
+    from peft import get_peft_model, get_peft_model_state_dict
+
+    from agentmill.train.common import lora_config
+
+    recipe = load_recipe(_write(tmp_path, tokenizer, tiny, "skip"))
+    base = tmp_path / "base"
+    config = lora_config(recipe, tiny)
+
+    torch.manual_seed(0)
+    peft_model = get_peft_model(copy.deepcopy(tiny), config)
+    for name, p in peft_model.named_parameters():
+        if "lora_B" in name:  # a global adapter that has been trained a little: B is not zero
+            torch.nn.init.normal_(p, std=0.02)
+    start = {k: v.detach().clone() for k, v in get_peft_model_state_dict(peft_model).items()}
+    stage = recipe.stages[0]
+    job = {"task": "cs", "backbone": str(base), "clients": [c.model_dump(mode="json") for c in stage.clients],
+           "system": None, "schemas": None, "media": recipe.media.model_dump(mode="json"),
+           "train": recipe.stage_train(stage).model_dump(mode="json"), "local_steps": 6, "lora": config,
+           "seed": 1, "precision": "no", "threads": 1}
+    moved = {}
+    for mu in (0.0, 50.0):
+        trained, n, _ = federated.train_client(job, 2, 1, start, tmp_path / f"work-{mu}", proximal_mu=mu)
+        moved[mu] = sum((trained[k] - start[k]).square().sum().item() for k in start) ** 0.5
+    assert n == 12 and moved[0.0] > 0
+    assert moved[50.0] < 0.5 * moved[0.0]

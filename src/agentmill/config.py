@@ -259,8 +259,12 @@ class FederatedStage(_StageBase):
     rounds: int = Field(3, ge=1, description="Federated rounds: each client trains, the server averages.")
     local_steps: int = Field(8, ge=1, description="Optimizer steps each client trains per round.")
     fraction: float = Field(1.0, gt=0, le=1, description="Share of the clients sampled each round.")
-    strategy: Literal["fedavg"] = Field("fedavg", description="fedavg: the mean of the clients' adapters "
-                                        "weighted by their example counts.")
+    strategy: Literal["fedavg", "fedprox"] = Field(
+        "fedavg", description="How the server combines the clients' adapters: the mean weighted by their example "
+        "counts, both. fedprox also keeps each client's local training near the round's global adapter "
+        "(proximal_mu), for clients whose data differ.")
+    proximal_mu: float = Field(0.01, ge=0, description="fedprox only: mu of the term (mu/2)·||w - w_global||² "
+                               "each client adds to its loss (0 trains as fedavg does).")
     on_client_failure: Literal["skip", "fail"] = Field(
         "skip", description="A client that fails or does not answer within round_timeout_s: skip completes the "
         "round with the others (reported); fail stops the run with the client's reason.")
@@ -269,6 +273,12 @@ class FederatedStage(_StageBase):
     parallel_clients: int = Field(2, ge=1, description="Simulated clients training at the same time.")
     inject_failures: dict[str, list[int]] = Field(
         default_factory=dict, description="Tests only: round -> indices of clients that raise in that round.")
+
+    @model_validator(mode="after")
+    def _mu_needs_fedprox(self):
+        if "proximal_mu" in self.model_fields_set and self.strategy != "fedprox":
+            raise ValueError(f"proximal_mu is an option of strategy: fedprox (this stage's is {self.strategy})")
+        return self
 
     @field_validator("clients")
     @classmethod

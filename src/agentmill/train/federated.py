@@ -2,7 +2,8 @@
 
 On Flower (flwr): each client owns one data file, trains the adapter on it for
 `local_steps` and sends back only the adapter's weights and its example count; the server
-averages them (FedAvg, weighted by examples) and starts the next round. Here the clients run
+averages them (FedAvg, weighted by examples; FedProx also keeps each client's local training
+near the round's global adapter) and starts the next round. Here the clients run
 in Flower's simulation engine (Ray), each in a process of its own; the server process never
 opens a client's data file (it only hands each client the path it owns). The server scores the
 global adapter on its own held-out file before the first round and after each one.
@@ -80,8 +81,10 @@ def client_examples(job: dict, client: int, tokenizer) -> list:
     return _examples[key]
 
 
-def train_client(job: dict, client: int, server_round: int, weights: dict[str, torch.Tensor], work: Path):
-    """One client's round: the global adapter, `local_steps` on its own data; (weights, examples, result)."""
+def train_client(job: dict, client: int, server_round: int, weights: dict[str, torch.Tensor], work: Path,
+                 proximal_mu: float = 0.0):
+    """One client's round: the global adapter, `local_steps` on its own data (FedProx: held near the
+    global adapter by `proximal_mu`); (weights, examples, result)."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
     from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
@@ -103,7 +106,8 @@ def train_client(job: dict, client: int, server_round: int, weights: dict[str, t
         spec = TrainSpec(**{**job["train"], "max_steps": job["local_steps"], "epochs": 1})
         seed = job["seed"] + 1000 * server_round + client
         result = train_loop(model, examples, [], spec, accelerator=accelerator, ckpt_dir=work / "checkpoints",
-                            logger=MetricsLogger(work, enabled=False), stage="federated", task=job["task"], seed=seed, eval_at_end=False)
+                            logger=MetricsLogger(work, enabled=False), stage="federated", task=job["task"], seed=seed,
+                            eval_at_end=False, proximal_mu=proximal_mu)
         trained = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
     finally:
         model.unload()
@@ -126,9 +130,11 @@ def client_app(job: dict):
             raise RuntimeError(f"client '{job['clients'][client]['name']}' failed (injected)")
         weights = msg.content[ARRAYS].to_torch_state_dict()
         work = Path(job["scratch"]) / f"{client}-{server_round}"
-        trained, n, result = train_client(job, client, server_round, weights, work)
+        mu = float(msg.content[CONFIG].get("proximal-mu", 0.0))  # set by Flower's FedProx strategy
+        trained, n, result = train_client(job, client, server_round, weights, work, proximal_mu=mu)
         metrics = MetricRecord({"num-examples": n, "train_loss": float(result.final_loss), "client": client,
-                                "steps": result.steps, "tokens": result.tokens, "wall_s": result.wall_s})
+                                "steps": result.steps, "tokens": result.tokens, "wall_s": result.wall_s,
+                                "proximal_mu": mu})
         return Message(RecordDict({ARRAYS: ArrayRecord(trained), METRICS: metrics}), reply_to=msg)
 
     return app
@@ -156,12 +162,14 @@ def _reason(text: str) -> str:
 
 
 def _strategy(stage: FederatedStage, names: list[str], history: list[dict]):
-    from flwr.serverapp.strategy import FedAvg
+    from flwr.serverapp.strategy import FedAvg, FedProx
 
     sampled = max(1, math.ceil(stage.fraction * len(names)))
+    base, options = (FedProx, {"proximal_mu": stage.proximal_mu}) if stage.strategy == "fedprox" else (FedAvg, {})
 
-    class Averaging(FedAvg):
-        """FedAvg that records every client's reply per round and applies `on_client_failure`."""
+    class Averaging(base):
+        """FedAvg/FedProx (the same mean; FedProx sends the clients its mu) that records every
+        client's reply per round and applies `on_client_failure`."""
 
         def aggregate_train(self, server_round, replies):
             replies = list(replies)
@@ -174,7 +182,7 @@ def _strategy(stage: FederatedStage, names: list[str], history: list[dict]):
                 m = msg.content[METRICS]
                 row["clients"].append({"client": names[int(m["client"])], "examples": int(m["num-examples"]),
                                        "train_loss": float(m["train_loss"]), "steps": int(m["steps"]),
-                                       "wall_s": float(m["wall_s"])})
+                                       "wall_s": float(m["wall_s"]), "proximal_mu": float(m["proximal_mu"])})
                 updates.append((msg.content[ARRAYS].to_torch_state_dict(), int(m["num-examples"])))
             for earlier in history:  # the clients' weights of the latest round only (tests compare them)
                 earlier.pop("updates", None)
@@ -205,7 +213,7 @@ def _strategy(stage: FederatedStage, names: list[str], history: list[dict]):
                                                                 "num-examples": sum(n for _, n in updates)})
 
     return Averaging(fraction_train=stage.fraction, fraction_evaluate=0.0, min_train_nodes=sampled,
-                     min_available_nodes=len(names))
+                     min_available_nodes=len(names), **options)
 
 
 def run_federation(stage: FederatedStage, job: dict, initial: dict[str, torch.Tensor], evaluate) -> list[dict]:
@@ -293,7 +301,9 @@ def run(ctx: StageContext, stage: FederatedStage, index: int) -> dict:
            "precision": ctx.accelerator.mixed_precision, "threads": stage.client_threads,
            "parallel": stage.parallel_clients, "scratch": str(stage_dir / "clients"), "fail": stage.inject_failures}
     ctx.say(f"  federated: {len(stage.clients)} clients ({', '.join(c.name for c in stage.clients)}), "
-            f"{stage.rounds} rounds of {stage.local_steps} local steps, FedAvg weighted by examples")
+            f"{stage.rounds} rounds of {stage.local_steps} local steps, "
+            + (f"FedProx (mu {stage.proximal_mu:g})" if stage.strategy == "fedprox" else "FedAvg")
+            + " weighted by examples")
     try:
         history = run_federation(stage, job, initial, evaluate)
     finally:
@@ -320,6 +330,7 @@ def run(ctx: StageContext, stage: FederatedStage, index: int) -> dict:
     trained = sum(c["examples"] for row in rounds for c in row["clients"])
     record = {"stage": "federated", "index": index, "adapter": None, "before": {}, "after": {task.name: after},
               "rounds": rounds, "clients": [c.name for c in stage.clients], "steps": stage.rounds * stage.local_steps,
+              "strategy": stage.strategy, "proximal_mu": stage.proximal_mu if stage.strategy == "fedprox" else None,
               "train_tokens": 0, "tokens_per_s": 0.0, "wall_s": time.perf_counter() - started,
               "examples_trained": trained, "final_loss": rounds[-1]["eval_loss"]}
     if is_main(ctx):

@@ -227,6 +227,15 @@ def accumulate_gradients(model, batches: list[dict], accelerator, params) -> tup
     return stats[0].item(), int(global_count), int(stats[1].item())
 
 
+def add_proximal_gradient(params, anchors, mu: float) -> None:
+    """FedProx's term: grad += mu·(w - w0), the gradient of (mu/2)·||w - w0||², with no extra backward."""
+    with torch.no_grad():
+        for p, w0 in zip(params, anchors):
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            p.grad.add_(p - w0, alpha=mu)
+
+
 def _checkpoint_paths(ckpt_dir: Path) -> list[Path]:
     if not ckpt_dir.exists():
         return []
@@ -277,7 +286,8 @@ def _load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
 
 def train_loop(model, train: list[Example], eval_examples: list[Example], spec: TrainSpec, *,
                accelerator, ckpt_dir: Path, logger, stage: str, task: str | None = None,
-               seed: int = 42, resume: bool = False, progress=None, eval_at_end: bool = True) -> LoopResult:
+               seed: int = 42, resume: bool = False, progress=None, eval_at_end: bool = True,
+               proximal_mu: float = 0.0) -> LoopResult:
     """Train `model` (only its parameters with requires_grad) on `train`; returns what happened.
 
     Held-out loss is measured every `eval_interval` steps and, with `eval_at_end`, after the
@@ -285,7 +295,11 @@ def train_loop(model, train: list[Example], eval_examples: list[Example], spec: 
     log it, so they turn it off rather than pay for it twice, unless `keep_best` needs it to
     compare with the earlier evaluations. With `keep_best` the model ends with the weights of
     the lowest held-out loss; with `patience` training stops after that many evaluations
-    without a new lowest one."""
+    without a new lowest one.
+
+    `proximal_mu` (FedProx): every step adds the gradient of (mu/2)·||w - w0||², w0 the trainable
+    weights the loop was called with (a federated round's global adapter); logged losses are the
+    task's alone."""
     from transformers import get_cosine_schedule_with_warmup
 
     rows = make_rows(train, spec, seed=seed)
@@ -297,6 +311,7 @@ def train_loop(model, train: list[Example], eval_examples: list[Example], spec: 
     best = _Best(ckpt_dir / "best.safetensors")
 
     params = [p for p in model.parameters() if p.requires_grad]
+    anchors = [p.detach().clone() for p in params] if proximal_mu else None  # before any checkpoint is loaded
     lr = spec.lr if spec.lr is not None else DEFAULT_LR["lora"]  # recipes resolve it by method (stage_train)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=spec.weight_decay, betas=(0.9, 0.95))
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(spec.warmup_ratio * n_steps), n_steps)
@@ -334,6 +349,8 @@ def train_loop(model, train: list[Example], eval_examples: list[Example], spec: 
                                                                               (rank + 1) * spec.grad_accum]
             batches = [rows.batch(train, r) for r in my_rows]
             step_loss, global_count, step_seen = accumulate_gradients(model, batches, accelerator, params)
+            if anchors is not None:
+                add_proximal_gradient(params, anchors, proximal_mu)
             accelerator.clip_grad_norm_(params, spec.max_grad_norm)
             optimizer.step()
             scheduler.step()
