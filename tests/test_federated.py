@@ -193,7 +193,7 @@ def test_a_fedprox_client_stays_nearer_the_global_adapter(tmp_path, tokenizer, t
     """One client's round in this process: the larger mu, the less its adapter moves from the global one."""
     from peft import get_peft_model, get_peft_model_state_dict
 
-    from agentmill.train.common import lora_config
+    from agentmill.train.common import lora_arguments, lora_config
 
     recipe = load_recipe(_write(tmp_path, tokenizer, tiny, "skip"))
     base = tmp_path / "base"
@@ -208,8 +208,8 @@ def test_a_fedprox_client_stays_nearer_the_global_adapter(tmp_path, tokenizer, t
     stage = recipe.stages[0]
     job = {"task": "cs", "backbone": str(base), "clients": [c.model_dump(mode="json") for c in stage.clients],
            "system": None, "schemas": None, "media": recipe.media.model_dump(mode="json"),
-           "train": recipe.stage_train(stage).model_dump(mode="json"), "local_steps": 6, "lora": config,
-           "seed": 1, "precision": "no", "threads": 1}
+           "train": recipe.stage_train(stage).model_dump(mode="json"), "local_steps": 6, "lora": lora_arguments(recipe, tiny),
+           "seed": 1, "threads": 1}
     moved = {}
     for mu in (0.0, 50.0):
         trained, n, _ = federated.train_client(job, 2, 1, start, tmp_path / f"work-{mu}", proximal_mu=mu)

@@ -49,6 +49,9 @@ def federate(
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. stages.0.rounds=2"),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/NAME)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (finished stages are kept)."),
+    app: Optional[Path] = typer.Option(None, "--app", help=(
+        "Write a Flower App to this folder instead of simulating: `flwr run DIR SUPERLINK` then trains on "
+        "SuperNodes on the data owners' own machines (the folder's README says how).")),
 ):
     """Train a task adapter federated on Flower: each client keeps its data, the server averages adapters."""
     from agentmill.config import FederatedStage, load_recipe
@@ -57,6 +60,13 @@ def federate(
     if not any(isinstance(s, FederatedStage) for s in cfg.stages):
         raise AgentmillError(f"{recipe}: no `stage: federated` (clients, rounds) to run; `agentmill train` runs "
                              f"recipes without one")
+    if app is not None:
+        from agentmill.train.federated_app import write_app
+
+        folder = write_app(recipe, overrides or [], out or Path("runs") / cfg.name, app)
+        console.print(f"wrote the Flower App {folder}: start a SuperLink and one SuperNode per client, then "
+                      f"`flwr run {folder} SUPERLINK` ({folder / 'README.md'})", highlight=False)
+        return
     _train_run(cfg, out, resume)
 
 

@@ -117,10 +117,9 @@ def task_schemas(registry, task) -> list[dict] | None:
         raise AgentmillError(f"task '{task.name}', tools: {err}") from None
 
 
-def lora_config(recipe: Recipe, model=None):
-    """peft's LoraConfig for the recipe; `model` is needed for `lora.top_layers`."""
-    from peft import LoraConfig
-
+def lora_arguments(recipe: Recipe, model=None) -> dict:
+    """peft LoraConfig's arguments for the recipe, as plain JSON values (federated clients get them
+    in a message); `model` is needed for `lora.top_layers`."""
     targets, layers = recipe.lora.targets, None
     if recipe.lora.top_layers is not None and model is not None:
         n_layers = model.config.num_hidden_layers
@@ -128,8 +127,15 @@ def lora_config(recipe: Recipe, model=None):
         if targets == "all-linear":  # peft restricts layers only with explicit module names
             targets = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
                               if isinstance(module, torch.nn.Linear) and ".layers." in name})
-    return LoraConfig(r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
-                      target_modules=targets, layers_to_transform=layers, task_type="CAUSAL_LM")
+    return {"r": recipe.lora.r, "lora_alpha": recipe.lora.alpha, "lora_dropout": recipe.lora.dropout,
+            "target_modules": targets, "layers_to_transform": layers, "task_type": "CAUSAL_LM"}
+
+
+def lora_config(recipe: Recipe, model=None):
+    """peft's LoraConfig for the recipe; `model` is needed for `lora.top_layers`."""
+    from peft import LoraConfig
+
+    return LoraConfig(**lora_arguments(recipe, model))
 
 
 def train_adapter(ctx: StageContext, stage_dir: Path, train: list[Example], heldout: list[Example],

@@ -18,6 +18,7 @@ import copy
 import json
 import math
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +27,8 @@ import torch
 from agentmill.config import FederatedStage, Recipe, TrainSpec
 from agentmill.errors import AgentmillError
 from agentmill.paths import write_json_atomic
-from agentmill.train.common import StageContext, eval_datasets, is_main, lora_config, settle, stage_dir_of, task_schemas
+from agentmill.hardware import choose_precision
+from agentmill.train.common import StageContext, eval_datasets, is_main, lora_arguments, settle, stage_dir_of, task_schemas
 
 ARRAYS, CONFIG, METRICS = "arrays", "config", "metrics"
 DATA_MARK = "[bad data]"
@@ -87,7 +89,7 @@ def train_client(job: dict, client: int, server_round: int, weights: dict[str, t
     global adapter by `proximal_mu`); (weights, examples, result)."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
-    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
     from agentmill.train.loop import train_loop
     from agentmill.train.tracking import MetricsLogger  # disabled: the reply carries the round's loss and time
@@ -98,11 +100,12 @@ def train_client(job: dict, client: int, server_round: int, weights: dict[str, t
     if not examples:
         raise AgentmillError(f"client '{job['clients'][client]['name']}': {job['clients'][client]['data']['path']} "
                              f"holds no records")
-    model = get_peft_model(backbone, copy.deepcopy(job["lora"]))  # peft fills its config in
+    model = get_peft_model(backbone, LoraConfig(**job["lora"]))
     try:
         set_peft_model_state_dict(model, weights)
         AcceleratorState._reset_state()
-        accelerator = Accelerator(mixed_precision=job["precision"], cpu=True)
+        # the precision that is fast on this client's machine (a deployed one may differ from the server)
+        accelerator = Accelerator(mixed_precision=choose_precision(job["train"]["precision"]).accelerate, cpu=True)
         spec = TrainSpec(**{**job["train"], "max_steps": job["local_steps"], "epochs": 1})
         seed = job["seed"] + 1000 * server_round + client
         result = train_loop(model, examples, [], spec, accelerator=accelerator, ckpt_dir=work / "checkpoints",
@@ -115,8 +118,42 @@ def train_client(job: dict, client: int, server_round: int, weights: dict[str, t
     return trained, len(examples), result
 
 
-def client_app(job: dict):
-    """Flower's ClientApp: the partition id of its node picks which client (data owner) it is."""
+def node_job(job: dict, node_config) -> tuple[dict, int]:
+    """The job as this node runs it, and which client (data owner) the node is.
+
+    The node's config says who it is (`client="north"` or `partition-id=0`, an index into the
+    recipe's clients) and, when deployed, where its own data and backbone are on its machine
+    (`data-path`, `data-format`, `backbone`) and how many CPU threads it trains with (`threads`):
+    the server only ever sends the recipe's paths."""
+    names = [c["name"] for c in job["clients"]]
+    if "client" in node_config:
+        if node_config["client"] not in names:
+            raise AgentmillError(f"node config client={node_config['client']!r}: the recipe's clients are "
+                                 f"{', '.join(names)}")
+        client = names.index(node_config["client"])
+    elif "partition-id" in node_config:
+        client = int(node_config["partition-id"])
+        if not 0 <= client < len(names):
+            raise AgentmillError(f"node config partition-id={client}: the recipe has {len(names)} clients")
+    else:
+        raise AgentmillError("this node's config names no client: start it with --node-config "
+                             f"'client=\"NAME\"' (one of {', '.join(names)})")
+    job = copy.deepcopy(job)
+    data = job["clients"][client]["data"]
+    if "data-path" in node_config:
+        data["path"] = str(Path(str(node_config["data-path"])).expanduser())
+    if "data-format" in node_config:
+        data["format"] = str(node_config["data-format"])
+    if "backbone" in node_config:
+        job["backbone"] = str(node_config["backbone"])
+    if "threads" in node_config:
+        job["threads"] = int(node_config["threads"])
+    return job, client
+
+
+def client_app():
+    """Flower's ClientApp, simulated or deployed alike: the round's message carries the job (the
+    recipe's task, training options, LoRA shape); the node's config says which client it is."""
     from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
     from flwr.clientapp import ClientApp
 
@@ -124,12 +161,12 @@ def client_app(job: dict):
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        client = int(context.node_config["partition-id"])
+        job, client = node_job(json.loads(str(msg.content[CONFIG]["job"])), context.node_config)
         server_round = int(msg.content[CONFIG]["server-round"])
         if client in job.get("fail", {}).get(str(server_round), []):  # tests: a client that breaks mid-round
             raise RuntimeError(f"client '{job['clients'][client]['name']}' failed (injected)")
         weights = msg.content[ARRAYS].to_torch_state_dict()
-        work = Path(job["scratch"]) / f"{client}-{server_round}"
+        work = Path(tempfile.mkdtemp(prefix=f"agentmill-{job['clients'][client]['name']}-{server_round}-"))
         mu = float(msg.content[CONFIG].get("proximal-mu", 0.0))  # set by Flower's FedProx strategy
         trained, n, result = train_client(job, client, server_round, weights, work, proximal_mu=mu)
         metrics = MetricRecord({"num-examples": n, "train_loss": float(result.final_loss), "client": client,
@@ -216,47 +253,64 @@ def _strategy(stage: FederatedStage, names: list[str], history: list[dict]):
                      min_available_nodes=len(names), **options)
 
 
-def run_federation(stage: FederatedStage, job: dict, initial: dict[str, torch.Tensor], evaluate) -> list[dict]:
-    """Flower's simulation of `stage.rounds` rounds over one node per client; the history of the
-    rounds (each: clients, failures, aggregate weights, the server's held-out loss)."""
-    from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
-    from flwr.serverapp import Grid, ServerApp
-    from flwr.simulation import run_simulation
+# The SuperLink's grid while a deployed ServerApp runs the recipe (train/federated_app.py): the
+# stage then sends its rounds there instead of starting a simulation.
+DEPLOYED: dict = {"grid": None}
+
+
+def serve_rounds(grid, stage: FederatedStage, job: dict, initial: dict[str, torch.Tensor], evaluate) -> list[dict]:
+    """`stage.rounds` rounds through `grid`; the history of the rounds (each: clients, failures,
+    aggregate weights, the server's held-out loss; round 0 is before training)."""
+    from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
 
     names = [c.name for c in stage.clients]
     history: list[dict] = []
     losses: dict[int, float] = {}
-    failure: list[BaseException] = []
-    server = ServerApp()
 
     def central(server_round: int, arrays: ArrayRecord):
         losses[server_round] = evaluate(arrays.to_torch_state_dict())
         return MetricRecord({"eval_loss": losses[server_round]})
 
-    @server.main()
-    def main(grid: Grid, context: Context) -> None:
-        try:
-            _strategy(stage, names, history).start(grid=grid, initial_arrays=ArrayRecord(initial),
-                                                   num_rounds=stage.rounds, timeout=stage.round_timeout_s,
-                                                   train_config=ConfigRecord({}), evaluate_fn=central)
-        except BaseException as err:  # Flower logs and swallows the ServerApp's exceptions
-            failure.append(err)
-
-    cpus = max(1, job["threads"])
-    run_simulation(server, client_app(job), num_supernodes=len(names),
-                   backend_config={"client_resources": {"num_cpus": cpus, "num_gpus": 0.0},
-                                   "init_args": {"num_cpus": cpus * min(len(names), job["parallel"]),
-                                                 "include_dashboard": False}})
-    if failure:
-        err = failure[0]
-        raise err if isinstance(err, AgentmillError) else AgentmillError(f"federated training failed: {err}")
+    _strategy(stage, names, history).start(grid=grid, initial_arrays=ArrayRecord(initial), num_rounds=stage.rounds,
+                                           timeout=stage.round_timeout_s, evaluate_fn=central,
+                                           train_config=ConfigRecord({"job": json.dumps(job)}))
     for row in history:
         row["eval_loss"] = losses.get(row["round"])
     return [{"round": 0, "clients": [], "failed": [], "eval_loss": losses.get(0)}] + history
 
 
+def run_federation(stage: FederatedStage, job: dict, initial: dict[str, torch.Tensor], evaluate) -> list[dict]:
+    """The rounds on the deployed SuperLink, or else in Flower's simulation, one node per client."""
+    if DEPLOYED["grid"] is not None:
+        return serve_rounds(DEPLOYED["grid"], stage, job, initial, evaluate)
+    from flwr.app import Context
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.simulation import run_simulation
+
+    result: list[list[dict]] = []
+    failure: list[BaseException] = []
+    server = ServerApp()
+
+    @server.main()
+    def main(grid: Grid, context: Context) -> None:
+        try:
+            result.append(serve_rounds(grid, stage, job, initial, evaluate))
+        except BaseException as err:  # Flower logs and swallows the ServerApp's exceptions
+            failure.append(err)
+
+    cpus = max(1, job["threads"])
+    run_simulation(server, client_app(), num_supernodes=len(stage.clients),
+                   backend_config={"client_resources": {"num_cpus": cpus, "num_gpus": 0.0},
+                                   "init_args": {"num_cpus": cpus * min(len(stage.clients), stage.parallel_clients),
+                                                 "include_dashboard": False}})
+    if failure or not result:
+        err = failure[0] if failure else RuntimeError("the simulation ended without running the rounds")
+        raise err if isinstance(err, AgentmillError) else AgentmillError(f"federated training failed: {err}")
+    return result[0]
+
+
 def run(ctx: StageContext, stage: FederatedStage, index: int) -> dict:
-    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
     from agentmill.eval.evaluate import encode_records
     from agentmill.tools.setup import registry_from_spec
@@ -279,12 +333,22 @@ def run(ctx: StageContext, stage: FederatedStage, index: int) -> dict:
     recipe: Recipe = ctx.recipe
     spec = recipe.stage_train(stage)
     started = time.perf_counter()
-    backbone = stage_dir / "backbone"  # what each simulated client loads (deployed clients hold their own)
-    ctx.model.save_pretrained(backbone)
-    ctx.tokenizer.save_pretrained(backbone)
-    config = lora_config(recipe, ctx.model)
+    deployed = DEPLOYED["grid"] is not None
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    if deployed and index != 1:
+        raise AgentmillError(f"stage {index} (federated): a deployed federation's clients train on the base model "
+                             f"({recipe.base_model}), loaded on their own machines; the stages before this one "
+                             f"changed the backbone, which stays on the server. Put the federated stage first, "
+                             f"or simulate it (agentmill federate without --app)")
+    # what each client loads: the simulated ones the backbone as it is now, deployed ones the base model
+    # on their own machine (or their node config's `backbone`)
+    backbone = recipe.base_model if deployed else stage_dir / "backbone"
+    if not deployed:
+        ctx.model.save_pretrained(backbone)
+        ctx.tokenizer.save_pretrained(backbone)
+    arguments = lora_arguments(recipe, ctx.model)
     torch.manual_seed(recipe.seed)
-    model = get_peft_model(ctx.model, config)
+    model = get_peft_model(ctx.model, LoraConfig(**arguments))
     initial = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
     held = encode_records(ctx.tokenizer, ctx.dataset(stage.heldout).heldout, stage.heldout.format, spec)
 
@@ -297,9 +361,8 @@ def run(ctx: StageContext, stage: FederatedStage, index: int) -> dict:
     job = {"task": task.name, "backbone": str(backbone), "clients": [c.model_dump(mode="json") for c in stage.clients],
            "system": task.system, "schemas": task_schemas(registry_from_spec(recipe.tools.model_dump(mode="json")), task),
            "media": recipe.media.model_dump(mode="json"), "train": spec.model_dump(mode="json"),
-           "local_steps": stage.local_steps, "lora": config, "seed": recipe.seed,
-           "precision": ctx.accelerator.mixed_precision, "threads": stage.client_threads,
-           "parallel": stage.parallel_clients, "scratch": str(stage_dir / "clients"), "fail": stage.inject_failures}
+           "local_steps": stage.local_steps, "lora": arguments, "seed": recipe.seed,
+           "threads": stage.client_threads, "fail": stage.inject_failures}
     ctx.say(f"  federated: {len(stage.clients)} clients ({', '.join(c.name for c in stage.clients)}), "
             f"{stage.rounds} rounds of {stage.local_steps} local steps, "
             + (f"FedProx (mu {stage.proximal_mu:g})" if stage.strategy == "fedprox" else "FedAvg")
@@ -307,8 +370,8 @@ def run(ctx: StageContext, stage: FederatedStage, index: int) -> dict:
     try:
         history = run_federation(stage, job, initial, evaluate)
     finally:
-        shutil.rmtree(backbone, ignore_errors=True)
-        shutil.rmtree(stage_dir / "clients", ignore_errors=True)
+        if not deployed:
+            shutil.rmtree(backbone, ignore_errors=True)
     final = history[-1]["aggregate"] if len(history) > 1 else initial
     set_peft_model_state_dict(model, final)
     after = eval_datasets(ctx, model, [(task.name, task.eval_data)], spec).get(task.name, {})
