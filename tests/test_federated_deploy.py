@@ -63,7 +63,7 @@ def test_deployed_rounds_run_on_supernodes_that_own_their_data(tmp_path, tokeniz
     (home / "config.toml").write_text(f'[superlink]\ndefault = "t"\n\n[superlink.t]\n'
                                       f'address = "127.0.0.1:{link}"\ninsecure = true\n')
     env = {**os.environ, "FLWR_HOME": str(home), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "FLWR_TELEMETRY_ENABLED": "0", "AGENTMILL_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+           "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "AGENTMILL_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
     procs, logs = [], tmp_path / "logs"
     logs.mkdir()
 
