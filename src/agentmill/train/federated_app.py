@@ -124,7 +124,9 @@ pipeline on the server's machine and writes the run directory `{out}`; each data
 SuperNode on its own machine with its own data file, whose records never leave it (only LoRA
 adapter weights and example counts travel).
 
-On the server's machine (agentmill installed):
+Every machine runs these from an environment where agentmill is installed, with that
+environment's `bin` on PATH (Flower starts `flower-superexec`, `flwr-serverapp` and
+`flwr-clientapp` by name). On the server's machine:
 
 ```bash
 flower-superlink --insecure --host 0.0.0.0 --port 8000 --disable-runtime-dependency-installation
