@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agentmill.cli import app as cli
+from agentmill.config import load_recipe
 from agentmill.errors import AgentmillError
 from agentmill.train.federated_app import write_app
 
@@ -119,11 +120,11 @@ def test_an_app_needs_the_federated_stage_first_and_a_new_folder(tmp_path, token
     recipe.write_text(text.replace("stages:\n", "stages:\n  - stage: pretrain\n    data: [{path: north.jsonl, "
                                                 "format: chat}]\n"))
     with pytest.raises(AgentmillError, match=r"federated stage must be the recipe's first stage \(here: stage 2 of 2\)"):
-        write_app(recipe, [], tmp_path / "run", tmp_path / "app")
+        write_app(load_recipe(recipe), recipe, [], tmp_path / "run", tmp_path / "app")
     assert not (tmp_path / "app").exists()
     recipe.write_text(text)
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "mine.txt").write_text("keep")
     with pytest.raises(AgentmillError, match="already exists and is not empty"):
-        write_app(recipe, [], tmp_path / "run", tmp_path / "app")
+        write_app(load_recipe(recipe), recipe, [], tmp_path / "run", tmp_path / "app")
     assert os.listdir(tmp_path / "app") == ["mine.txt"]

@@ -63,7 +63,7 @@ def federate(
     if app is not None:
         from agentmill.train.federated_app import write_app
 
-        folder = write_app(recipe, overrides or [], out or Path("runs") / cfg.name, app)
+        folder = write_app(cfg, recipe, overrides or [], out or Path("runs") / cfg.name, app)
         console.print(f"wrote the Flower App {folder}: start a SuperLink and one SuperNode per client, then "
                       f"`flwr run {folder} SUPERLINK` ({folder / 'README.md'})", highlight=False)
         return

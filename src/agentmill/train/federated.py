@@ -258,6 +258,16 @@ def _strategy(stage: FederatedStage, names: list[str], history: list[dict]):
 DEPLOYED: dict = {"grid": None}
 
 
+def undeployable(recipe: Recipe) -> str | None:
+    """Why `recipe` cannot run on a deployed federation (None: it can)."""
+    at = [i for i, s in enumerate(recipe.stages, 1) if isinstance(s, FederatedStage)]
+    if at == [1]:
+        return None
+    return (f"a deployed federation's clients train on the base model ({recipe.base_model}), loaded on their own "
+            f"machines, so the federated stage must be the recipe's first stage (here: stage "
+            f"{', '.join(map(str, at))} of {len(recipe.stages)}); simulate it instead (agentmill federate without --app)")
+
+
 def serve_rounds(grid, stage: FederatedStage, job: dict, initial: dict[str, torch.Tensor], evaluate) -> list[dict]:
     """`stage.rounds` rounds through `grid`; the history of the rounds (each: clients, failures,
     aggregate weights, the server's held-out loss; round 0 is before training)."""
@@ -335,11 +345,8 @@ def run(ctx: StageContext, stage: FederatedStage, index: int) -> dict:
     started = time.perf_counter()
     deployed = DEPLOYED["grid"] is not None
     stage_dir.mkdir(parents=True, exist_ok=True)
-    if deployed and index != 1:
-        raise AgentmillError(f"stage {index} (federated): a deployed federation's clients train on the base model "
-                             f"({recipe.base_model}), loaded on their own machines; the stages before this one "
-                             f"changed the backbone, which stays on the server. Put the federated stage first, "
-                             f"or simulate it (agentmill federate without --app)")
+    if deployed and (why := undeployable(recipe)):
+        raise AgentmillError(f"stage {index} (federated): {why}")
     # what each client loads: the simulated ones the backbone as it is now, deployed ones the base model
     # on their own machine (or their node config's `backbone`)
     backbone = recipe.base_model if deployed else stage_dir / "backbone"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from agentmill.config import Recipe
 from agentmill.errors import AgentmillError
 
 PACKAGE = "agentmill_app"  # the app folder's package: a module of four lines that imports the apps below
@@ -84,17 +85,13 @@ def server_app():
     return app
 
 
-def write_app(recipe_path: Path, overrides: list[str], out: Path, app: Path) -> Path:
-    """The Flower App folder for `recipe_path` (checked first); returns it."""
-    from agentmill.config import FederatedStage, load_recipe
+def write_app(recipe: Recipe, recipe_path: Path, overrides: list[str], out: Path, app: Path) -> Path:
+    """The Flower App folder for `recipe` (loaded from `recipe_path` with `overrides`, checked first)."""
+    from agentmill.train.federated import undeployable
 
-    recipe = load_recipe(recipe_path, overrides)
-    federated_at = [i for i, s in enumerate(recipe.stages, 1) if isinstance(s, FederatedStage)]
-    if federated_at != [1]:
-        raise AgentmillError(f"{recipe_path}: a deployed federation's clients train on the base model, loaded on "
-                             f"their own machines, so the federated stage must be the recipe's first stage "
-                             f"(here: stage {', '.join(map(str, federated_at))} of {len(recipe.stages)}); "
-                             f"simulate it instead (agentmill federate without --app)")
+    why = undeployable(recipe)
+    if why:
+        raise AgentmillError(f"{recipe_path}: {why}")
     app = Path(app)
     if app.exists() and any(app.iterdir()):
         raise AgentmillError(f"{app} already exists and is not empty: pick another --app folder")
