@@ -1750,6 +1750,11 @@ def adv_calculation_tool(rng):
     return tool_dialogues.calculation(rng, TOOLS)
 
 
+def adv_loan_phrased(rng):
+    """A loan asked in one of tool_dialogues.MORE_LOAN_QUESTIONS (training only)."""
+    return tool_dialogues.loan(rng, TOOLS, RATES, LOAN_KINDS, questions=tool_dialogues.MORE_LOAN_QUESTIONS)
+
+
 def adv_division_tool(rng):
     """A bill split or a monthly saving: money divided, "round(367 / 5, 2)"."""
     return tool_dialogues.calculation(rng, TOOLS, kinds=(3, 4))
@@ -1802,6 +1807,15 @@ def advisor(n_train: int = 360, n_heldout: int = 24) -> tuple[list[dict], list[d
     # last and from their own generator so that every held-out record stays as it was.
     divisions = random.Random(f"{SEED}-advisor-divisions")
     train += unique(divisions, maker([adv_division_tool]), N_DIVISIONS_TRAIN, seen, user_turns)
+    # A loan asked in words the four loan questions never use was the demo's weakest turn: seed 1
+    # (Zen 4, bf16) answered "What would I pay each month for $20,000 at 6% APR over 5 years?",
+    # after customer service, with calculator("round(20000 / 6, 2)"), a monthly saving's division.
+    # More phrasings, half of them after customer service as in the demo; own generator, drawn last.
+    loans = random.Random(f"{SEED}-advisor-loans")
+    pairs = faq_pairs("train")
+    more_loans = maker([adv_loan_phrased])
+    train += unique(loans, lambda r: handed_over(cs_context(r, pairs, accounts_), more_loans(r)) if r.random() < 0.5
+                    else more_loans(r), N_LOANS_TRAIN, seen, user_turns)
     return train, heldout
 
 
@@ -1812,6 +1826,7 @@ N_HELDOUT = 120          # held-out records per tool task (plain + handed over)
 N_HANDOFF_TRAIN = 60     # handed-over training conversations per tool task
 N_HANDOFF_HELDOUT = 24   # of the held-out ones
 N_DIVISIONS_TRAIN = 60   # more finance-advisor divisions of money (see advisor())
+N_LOANS_TRAIN = 40       # more finance-advisor loans, asked in other words (see advisor())
 N_RECALLS_TRAIN = 40     # more customer-service recalls after a look-up (see customer_service())
 
 

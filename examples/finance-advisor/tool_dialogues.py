@@ -86,13 +86,33 @@ def used(tools: Tools, messages: list, name: str, arguments: dict) -> dict:
 
 # ---------------------------------------------------------------- finance advisor
 
-def loan(rng, tools: Tools, rates, kinds) -> dict:
+# More ways to ask for a loan's monthly payment, for extra training records only (held-out data
+# keeps the four questions in loan()): phrasings that share "each month", "per month" or "over N
+# years" with a monthly saving or a split bill, whose answer is a division instead.
+MORE_LOAN_QUESTIONS = [
+    "{p} at {r}% APR for {y} years: how much is that each month?",
+    "I'd like to borrow {p} at {r}% over {y} years. What comes out of my account each month?",
+    "How big is the monthly installment on {p} at {r}% APR repaid over {y} years?",
+    "What does a {p} {kind} at {r}% for {y} years cost per month?",
+    "Over {y} years at {r}% APR, what would I pay monthly on {p}?",
+    "Could you work out my payment each month if I borrow {p} for {y} years at {r}%?",
+    "My loan would be {p} at {r}% APR, paid back over {y} years. How much per month?",
+    "Each month, how much would I repay on a {p} {kind} at {r}% over {y} years?",
+]
+
+
+def loan(rng, tools: Tools, rates, kinds, questions: list[str] | None = None) -> dict:
+    """A loan's monthly payment (loan_payment), sometimes asked again for another term.
+    `questions`: templates ({p}, {r}, {y}, {kind}) to ask it with instead of the four below."""
     p, rate, years = rng.randrange(4, 101) * 500, rng.choice(rates), rng.choice([2, 3, 4, 5, 6])
-    q = rng.choice([f"I want to borrow {usd0(p)} for {years} years at {rate}% APR. What would my monthly payment be?",
-                    f"What's the monthly payment on a {usd0(p)} loan at {rate}% over {years} years?",
-                    f"If I take a {usd0(p)} {rng.choice(kinds)} at {rate}% interest for {years} years, "
-                    "how much will I pay each month?",
-                    f"How much would I pay per month on {usd0(p)} borrowed at {rate}% APR for {years} years?"])
+    if questions is not None:
+        q = rng.choice(questions).format(p=usd0(p), r=rate, y=years, kind=rng.choice(kinds))
+    else:
+        q = rng.choice([f"I want to borrow {usd0(p)} for {years} years at {rate}% APR. What would my monthly payment be?",
+                        f"What's the monthly payment on a {usd0(p)} loan at {rate}% over {years} years?",
+                        f"If I take a {usd0(p)} {rng.choice(kinds)} at {rate}% interest for {years} years, "
+                        "how much will I pay each month?",
+                        f"How much would I pay per month on {usd0(p)} borrowed at {rate}% APR for {years} years?"])
     messages = [{"role": "user", "content": q}]
     r = used(tools, messages, "loan_payment", {"principal": p, "annual_rate_percent": _num(rate), "years": years})
     messages.append({"role": "assistant", "content": f"Your monthly payment would be {usd(r['monthly_payment'])}. "
