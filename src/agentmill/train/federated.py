@@ -166,9 +166,10 @@ def client_app():
         if client in job.get("fail", {}).get(str(server_round), []):  # tests: a client that breaks mid-round
             raise RuntimeError(f"client '{job['clients'][client]['name']}' failed (injected)")
         weights = msg.content[ARRAYS].to_torch_state_dict()
-        work = Path(tempfile.mkdtemp(prefix=f"agentmill-{job['clients'][client]['name']}-{server_round}-"))
         mu = float(msg.content[CONFIG].get("proximal-mu", 0.0))  # set by Flower's FedProx strategy
-        trained, n, result = train_client(job, client, server_round, weights, work, proximal_mu=mu)
+        # removed even when the client fails before its training starts (a missing data file)
+        with tempfile.TemporaryDirectory(prefix=f"agentmill-{job['clients'][client]['name']}-{server_round}-") as tmp:
+            trained, n, result = train_client(job, client, server_round, weights, Path(tmp) / "work", proximal_mu=mu)
         metrics = MetricRecord({"num-examples": n, "train_loss": float(result.final_loss), "client": client,
                                 "steps": result.steps, "tokens": result.tokens, "wall_s": result.wall_s,
                                 "proximal_mu": mu})
